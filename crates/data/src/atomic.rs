@@ -1,0 +1,56 @@
+//! Whole-file writes that never leave a half-written output: write to a temporary file in the
+//! target's folder, flush, then rename over the target.
+
+use crate::{DataError, Result};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+/// Writes `path` through `fill`; on any error the target is untouched.
+pub fn write_atomic<F>(path: &Path, fill: F) -> Result<()>
+where
+    F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
+{
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".dmsrec-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| DataError::io(dir, e))?;
+    {
+        let mut w = BufWriter::new(tmp.as_file());
+        fill(&mut w).map_err(|e| DataError::io(path, e))?;
+        w.flush().map_err(|e| DataError::io(path, e))?;
+    }
+    tmp.as_file().sync_all().map_err(|e| DataError::io(path, e))?;
+    tmp.persist(path).map_err(|e| DataError::io(path, e.error))?;
+    Ok(())
+}
+
+/// Atomic write of a byte buffer.
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, |w| w.write_all(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_write_keeps_old_content_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.txt");
+        write_bytes_atomic(&p, b"old").unwrap();
+        let err = write_atomic(&p, |w| {
+            w.write_all(b"partial")?;
+            Err(std::io::Error::other("boom"))
+        });
+        assert!(err.is_err());
+        assert_eq!(std::fs::read(&p).unwrap(), b"old");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "temporary file left behind");
+    }
+}
