@@ -1,1 +1,232 @@
-fn main() {}
+//! `dmsrec`: session-based recommendation with LLM-derived intents, on candle.
+
+mod bench;
+mod commands;
+mod demo;
+mod report;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "dmsrec",
+    version,
+    about = "LLM-derived multi-semantic intents in graph session recommenders"
+)]
+struct Cli {
+    /// Compute threads (candle's pool busy-waits: on a busy 2-core box 1 is often fastest).
+    #[arg(long, global = true, env = "DMSREC_THREADS", default_value_t = 1)]
+    threads: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Import, inspect, generate or download session datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Train a backbone on a dataset folder.
+    Train(TrainArgs),
+    /// Evaluate a checkpoint on its dataset's test split.
+    Evaluate(EvaluateArgs),
+    /// Top-k items for a session.
+    Recommend(RecommendArgs),
+    /// Train SR-GNN on the embedded synthetic shop and show what it recommends.
+    Demo(DemoArgs),
+    /// Measure speed and memory.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Convert a raw or published dataset into a dmsrec dataset folder.
+    Import(ImportArgs),
+    /// Print the paper's Table 1 columns for a dataset folder.
+    Stats {
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// Write the deterministic synthetic shop dataset.
+    Synth {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 2024)]
+        seed: u64,
+    },
+    /// Download raw MovieLens-1M or Amazon Beauty 2014 (checksum-verified, resumable).
+    Download {
+        #[arg(value_enum)]
+        source: commands::DownloadSource,
+        /// Folder for the raw files.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Server to use instead of the original hosts (mirrors, tests).
+        #[arg(long)]
+        base_url: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ImportFormat {
+    /// Folder with train.tsv, test.tsv, all_train_seq.tsv, items.tsv.
+    Tsv,
+    /// SR-GNN pickles train.txt, test.txt, all_train_seq.txt (titles from --items).
+    Pickle,
+    /// Raw MovieLens-1M folder (ratings.dat, movies.dat), the paper's protocol.
+    Ml1m,
+    /// Raw Amazon 2014 5-core reviews (+ --meta), the paper's protocol.
+    Amazon,
+    /// Interactions CSV/TSV (+ --items), sessionized by --gap.
+    Csv,
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    #[arg(long, value_enum)]
+    format: ImportFormat,
+    /// Input folder (tsv, pickle, ml1m) or file (amazon reviews, csv interactions).
+    #[arg(long)]
+    input: PathBuf,
+    /// Output dataset folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// items.tsv for pickle, items CSV for csv.
+    #[arg(long)]
+    items: Option<PathBuf>,
+    /// Amazon metadata file (meta_*.json[.gz]).
+    #[arg(long)]
+    meta: Option<PathBuf>,
+    /// csv: inactivity gap in seconds that starts a new session (0: the id column is a session id).
+    #[arg(long, default_value_t = 1800)]
+    gap: i64,
+    /// csv: make one example per prefix.
+    #[arg(long)]
+    augment: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ProtocolArg {
+    Paper,
+    Valid,
+    Both,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ScheduleArg {
+    /// StepLR ×0.1 every 3 epochs with the official code's one-epoch shift.
+    Step,
+    Constant,
+    Cosine,
+}
+
+#[derive(Args, Clone)]
+pub struct TrainArgs {
+    /// Dataset folder (see `dmsrec data import`).
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, default_value = "srgnn")]
+    pub model: String,
+    /// Output folder; one run folder per protocol inside it. Re-running resumes.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "valid")]
+    pub protocol: ProtocolArg,
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// L2 added to the gradient (PyTorch Adam weight_decay).
+    #[arg(long, default_value_t = 1e-5)]
+    pub l2: f64,
+    #[arg(long, value_enum, default_value = "step")]
+    pub schedule: ScheduleArg,
+    #[arg(long, default_value_t = 2024)]
+    pub seed: u64,
+    /// Early-stopping patience in epochs (valid protocol).
+    #[arg(long, default_value_t = 3)]
+    pub patience: usize,
+    #[arg(long, default_value_t = 100)]
+    pub dim: usize,
+    /// GNN propagation steps.
+    #[arg(long, default_value_t = 1)]
+    pub step: usize,
+    /// Write a results JSON file (shape of `results/<model>__<dataset>.json`).
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    /// A run folder (holds config.json and model.safetensors).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Dataset folder, if not the one recorded in the checkpoint.
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RecommendArgs {
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Item ids separated by spaces, oldest first.
+    #[arg(long)]
+    session: String,
+    #[arg(short, long, default_value_t = 10)]
+    k: usize,
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    #[arg(long, default_value_t = 4)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 2024)]
+    pub seed: u64,
+    /// Where to keep the demo's dataset and run folders.
+    #[arg(long, default_value = "runs/demo")]
+    pub out: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Seconds per epoch, examples/s and peak RSS of training.
+    Train(bench::BenchTrainArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    // candle sizes its pools from RAYON_NUM_THREADS; set it before any pool starts.
+    std::env::set_var("RAYON_NUM_THREADS", cli.threads.max(1).to_string());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    match cli.command {
+        Command::Data(DataCommand::Import(a)) => commands::import(&a),
+        Command::Data(DataCommand::Stats { data }) => commands::stats(&data),
+        Command::Data(DataCommand::Synth { out, seed }) => commands::synth(&out, seed),
+        Command::Data(DataCommand::Download {
+            source,
+            dir,
+            base_url,
+        }) => commands::download(source, &dir, base_url),
+        Command::Train(a) => commands::train(&a).map(|_| ()),
+        Command::Evaluate(a) => commands::evaluate(&a.checkpoint, a.data.as_deref()),
+        Command::Recommend(a) => {
+            commands::recommend(&a.checkpoint, &a.session, a.k, a.data.as_deref())
+        }
+        Command::Demo(a) => demo::run(&a),
+        Command::Bench(BenchCommand::Train(a)) => bench::train(&a),
+    }
+}

@@ -1,0 +1,84 @@
+//! `dmsrec bench train`: time training steps and evaluation on a real dataset.
+
+use crate::commands::model_config;
+use crate::report::{median, peak_rss_mb};
+use anyhow::Result;
+use candle_core::Device;
+use clap::Args;
+use dmsrec_data::{tsv, Example};
+use dmsrec_models::ParamStore;
+use dmsrec_train::trainer::recommendation_loss;
+use dmsrec_train::{evaluate_ranks, Adam, AdamConfig};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct BenchTrainArgs {
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value = "srgnn")]
+    model: String,
+    /// Batches to time (default: one whole epoch).
+    #[arg(long)]
+    batches: Option<usize>,
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 2024)]
+    seed: u64,
+}
+
+pub fn train(a: &BenchTrainArgs) -> Result<()> {
+    let ds = tsv::read_dataset(&a.data)?;
+    let params = ParamStore::new(a.seed, &Device::Cpu);
+    let model = model_config(&a.model, ds.n_items(), 100, 1)?.build(&params)?;
+    let mut opt = Adam::new(params.vars(), AdamConfig::default());
+    let mut order: Vec<usize> = (0..ds.train.len()).collect();
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(a.seed));
+    let batches: Vec<&[usize]> = order.chunks(a.batch_size).collect();
+    let n_epoch = batches.len();
+    let n = a.batches.unwrap_or(n_epoch).min(n_epoch);
+    let mut step_s = Vec::with_capacity(n);
+    let started = Instant::now();
+    for idx in &batches[..n] {
+        let t = Instant::now();
+        let batch: Vec<&Example> = idx.iter().map(|&i| &ds.train[i]).collect();
+        let sessions: Vec<&[u32]> = batch.iter().map(|e| e.prefix.as_slice()).collect();
+        let scores = model.scores(&model.session(&sessions, true)?)?;
+        let loss = recommendation_loss(&scores, &batch)?;
+        opt.step(&loss.backward()?)?;
+        step_s.push(t.elapsed().as_secs_f64());
+    }
+    let timed = started.elapsed().as_secs_f64();
+    let examples: usize = batches[..n].iter().map(|b| b.len()).sum();
+    let t = Instant::now();
+    evaluate_ranks(model.as_ref(), &ds.test, 500)?;
+    let eval_s = t.elapsed().as_secs_f64();
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_default();
+    println!(
+        "model {} on {} ({} items), batch {}, threads {threads}",
+        a.model,
+        ds.name,
+        ds.n_items(),
+        a.batch_size
+    );
+    println!("timed batches      {n} of {n_epoch}");
+    println!("median step        {:.2} ms", 1e3 * median(&step_s));
+    println!(
+        "epoch              {:.1} s{}",
+        timed * n_epoch as f64 / n as f64,
+        if n < n_epoch { " (extrapolated)" } else { "" }
+    );
+    println!("examples/s         {:.0}", examples as f64 / timed);
+    println!(
+        "evaluate test      {:.2} s ({} examples)",
+        eval_s,
+        ds.test.len()
+    );
+    println!(
+        "peak RSS           {:.0} MB",
+        peak_rss_mb().unwrap_or(f64::NAN)
+    );
+    Ok(())
+}

@@ -1,0 +1,328 @@
+//! The data, train, evaluate and recommend subcommands.
+
+use crate::report::{command_line, git_revision, median, peak_rss_mb};
+use crate::{ImportArgs, ImportFormat, ProtocolArg, ScheduleArg, TrainArgs};
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use clap::ValueEnum;
+use dmsrec_data::{stats::stats as dataset_stats, tsv, Dataset};
+use dmsrec_models::{Backbone, ModelConfig, ParamStore, SrGnnConfig};
+use dmsrec_train::checkpoint::{self, CheckpointConfig};
+use dmsrec_train::trainer::protocol_dir;
+use dmsrec_train::{evaluate_ranks, Metrics, Protocol, RunResult, Schedule, TrainConfig, Trainer};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DownloadSource {
+    #[value(name = "ml-1m")]
+    Ml1m,
+    Beauty,
+}
+
+pub fn import(a: &ImportArgs) -> Result<()> {
+    let ds = match a.format {
+        ImportFormat::Tsv => tsv::read_dataset(&a.input)?,
+        ImportFormat::Pickle => {
+            dmsrec_data::pickle::read_pickle_dataset(&a.input, a.items.as_deref())?
+        }
+        ImportFormat::Ml1m => {
+            let (ds, report) =
+                dmsrec_data::movielens::read_movielens_with(&a.input, &Default::default())?;
+            println!("{report:?}");
+            ds
+        }
+        ImportFormat::Amazon => dmsrec_data::amazon::read_amazon(&a.input, a.meta.as_deref())?,
+        ImportFormat::Csv => {
+            let _ = (a.gap, a.augment);
+            bail!("PENDING csv")
+        }
+    };
+    tsv::write_dataset(&a.out, &ds)?;
+    println!("wrote {}", a.out.display());
+    print_stats(&ds);
+    Ok(())
+}
+
+fn print_stats(ds: &Dataset) {
+    let s = dataset_stats(ds);
+    println!(
+        "{:<20} {:>9} {:>9} {:>10} {:>8} {:>8}",
+        "dataset", "#train", "#test", "#clicks", "#items", "avg.len"
+    );
+    println!(
+        "{:<20} {:>9} {:>9} {:>10} {:>8} {:>8.2}",
+        ds.name, s.train, s.test, s.clicks, s.items, s.avg_length
+    );
+    println!("training sessions: {}", ds.train_sequences.len());
+}
+
+pub fn stats(data: &Path) -> Result<()> {
+    print_stats(&tsv::read_dataset(data)?);
+    Ok(())
+}
+
+pub fn synth(out: &Path, seed: u64) -> Result<()> {
+    let ds = dmsrec_data::synth::generate(&dmsrec_data::synth::SynthConfig {
+        seed,
+        ..Default::default()
+    });
+    tsv::write_dataset(out, &ds)?;
+    println!("wrote {}", out.display());
+    print_stats(&ds);
+    Ok(())
+}
+
+pub fn download(source: DownloadSource, dir: &Path, base_url: Option<String>) -> Result<()> {
+    let _ = (source, dir, base_url);
+    bail!("PENDING download")
+}
+
+pub fn model_config(name: &str, n_items: usize, dim: usize, step: usize) -> Result<ModelConfig> {
+    match name {
+        "srgnn" => Ok(ModelConfig::Srgnn(SrGnnConfig {
+            n_items,
+            dim,
+            step,
+            nonhybrid: false,
+        })),
+        other => bail!("unknown model {other:?} (available: srgnn)"),
+    }
+}
+
+pub fn train_config(a: &TrainArgs) -> TrainConfig {
+    let schedule = match a.schedule {
+        ScheduleArg::Step => Schedule::paper(),
+        ScheduleArg::Constant => Schedule::Constant,
+        ScheduleArg::Cosine => Schedule::Cosine {
+            epochs: a.epochs,
+            min_ratio: 0.01,
+        },
+    };
+    let mut cfg = TrainConfig {
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        schedule,
+        seed: a.seed,
+        ..Default::default()
+    };
+    cfg.adam.lr = a.lr;
+    cfg.adam.weight_decay = a.l2;
+    cfg.patience = Some(a.patience);
+    cfg
+}
+
+/// Trains under one protocol in `run_dir`, printing one line per epoch.
+pub fn train_one(
+    ds: &Dataset,
+    data_dir: &Path,
+    model_cfg: &ModelConfig,
+    cfg: &TrainConfig,
+    protocol: Protocol,
+    run_dir: &Path,
+) -> Result<RunResult> {
+    let device = Device::Cpu;
+    let params = ParamStore::new(cfg.seed, &device);
+    let model = model_cfg.build(&params)?;
+    std::fs::create_dir_all(run_dir)?;
+    let ck = CheckpointConfig {
+        model: model_cfg.clone(),
+        data: data_dir
+            .canonicalize()
+            .unwrap_or_else(|_| data_dir.to_path_buf()),
+        dataset: ds.name.clone(),
+        train: cfg.clone(),
+        protocol,
+    };
+    checkpoint::write_json_atomic(&run_dir.join(checkpoint::CONFIG), &ck)?;
+    let what = match protocol {
+        Protocol::Paper => "test",
+        Protocol::Valid => "valid",
+    };
+    println!(
+        "{} on {} ({} train / {} test examples, {} items, {} parameters), protocol {:?}, seed {}",
+        model.name(),
+        ds.name,
+        ds.train.len(),
+        ds.test.len(),
+        ds.n_items(),
+        params.parameter_count(),
+        protocol,
+        cfg.seed
+    );
+    let trainer = Trainer {
+        model: model.as_ref(),
+        params: &params,
+        cfg: cfg.clone(),
+        run_dir: run_dir.to_path_buf(),
+        on_epoch: Some(Box::new(move |e| {
+            println!(
+                "epoch {:>2}  lr {:.0e}  loss {:.4}  train {:.1}s  eval {:.1}s  {what}: {}",
+                e.epoch,
+                e.lr,
+                e.loss,
+                e.train_s,
+                e.eval_s,
+                e.metrics.paper_line()
+            )
+        })),
+    };
+    let result = trainer.run(protocol, &ds.train, &ds.test)?;
+    checkpoint::write_json_atomic(&run_dir.join("result.json"), &result)?;
+    println!(
+        "{:?} protocol, test ({}): {}",
+        protocol,
+        match protocol {
+            Protocol::Paper => "best of each metric over epochs".to_string(),
+            Protocol::Valid => format!("epoch {} chosen by valid MRR@20", result.chosen_epoch),
+        },
+        result.test.paper_line()
+    );
+    Ok(result)
+}
+
+pub fn train(a: &TrainArgs) -> Result<Vec<RunResult>> {
+    let ds = tsv::read_dataset(&a.data)?;
+    let model_cfg = model_config(&a.model, ds.n_items(), a.dim, a.step)?;
+    let cfg = train_config(a);
+    let protocols: Vec<Protocol> = match a.protocol {
+        ProtocolArg::Paper => vec![Protocol::Paper],
+        ProtocolArg::Valid => vec![Protocol::Valid],
+        ProtocolArg::Both => vec![Protocol::Paper, Protocol::Valid],
+    };
+    let mut results = Vec::new();
+    for p in protocols {
+        results.push(train_one(
+            &ds,
+            &a.data,
+            &model_cfg,
+            &cfg,
+            p,
+            &protocol_dir(&a.out, p),
+        )?);
+    }
+    if let Some(path) = &a.results {
+        write_results(path, a, &ds, &results)?;
+    }
+    Ok(results)
+}
+
+fn write_results(path: &Path, a: &TrainArgs, ds: &Dataset, results: &[RunResult]) -> Result<()> {
+    let mut metrics = serde_json::Map::new();
+    let mut epoch_s = Vec::new();
+    for r in results {
+        let key = match r.protocol {
+            Protocol::Paper => "paper",
+            Protocol::Valid => "valid",
+        };
+        metrics.insert(key.into(), serde_json::to_value(r.test.paper_subset())?);
+        epoch_s.extend(r.epochs.iter().map(|e| e.train_s));
+    }
+    let value = json!({
+        "model": a.model,
+        "dataset": ds.name,
+        "variant": "plain",
+        "metrics": metrics,
+        "chosen_epoch": results.iter().map(|r| (format!("{:?}", r.protocol).to_lowercase(), r.chosen_epoch)).collect::<std::collections::BTreeMap<_, _>>(),
+        "schedule": train_config(a).schedule,
+        "command": command_line(),
+        "git": git_revision(),
+        "seed": a.seed,
+        "epochs": a.epochs,
+        "wall_s": results.iter().map(|r| r.wall_s).sum::<f64>(),
+        "epoch_s_median": median(&epoch_s),
+        "peak_rss_mb": peak_rss_mb(),
+        "threads": std::env::var("RAYON_NUM_THREADS").ok(),
+    });
+    checkpoint::write_json_atomic(path, &value)?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+fn dataset_of(cfg: &CheckpointConfig, data: Option<&Path>) -> Result<(PathBuf, Dataset)> {
+    let dir = data
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| cfg.data.clone());
+    let ds = tsv::read_dataset(&dir)
+        .with_context(|| format!("reading the checkpoint's dataset {}", dir.display()))?;
+    if ds.n_items() != cfg.model.n_items() {
+        bail!(
+            "{} has {} items but the checkpoint was trained with {}",
+            dir.display(),
+            ds.n_items(),
+            cfg.model.n_items()
+        );
+    }
+    Ok((dir, ds))
+}
+
+pub fn evaluate(ckpt: &Path, data: Option<&Path>) -> Result<()> {
+    let (cfg, _params, model) = checkpoint::load_checkpoint(ckpt, &Device::Cpu)?;
+    let (dir, ds) = dataset_of(&cfg, data)?;
+    let ranks = evaluate_ranks(model.as_ref(), &ds.test, cfg.train.eval_batch_size)?;
+    let m = Metrics::from_ranks(&ranks);
+    println!(
+        "{} on {} ({} test examples)",
+        model.name(),
+        dir.display(),
+        ds.test.len()
+    );
+    println!("{}", m.paper_line());
+    println!(
+        "NDCG@5 {:.4}  NDCG@10 {:.4}  NDCG@20 {:.4}",
+        m.get("NDCG@5"),
+        m.get("NDCG@10"),
+        m.get("NDCG@20")
+    );
+    Ok(())
+}
+
+/// Parses `"12 55 301"` into item ids, checking they are real items.
+pub fn parse_session(text: &str, n_items: usize) -> Result<Vec<u32>> {
+    let ids: Vec<u32> = text
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<u32>()
+                .with_context(|| format!("--session: {t:?} is not an item id"))
+        })
+        .collect::<Result<_>>()?;
+    if ids.is_empty() {
+        bail!("--session is empty");
+    }
+    if let Some(bad) = ids.iter().find(|&&i| i == 0 || i as usize > n_items) {
+        bail!("--session: item {bad} is outside 1..={n_items}");
+    }
+    Ok(ids)
+}
+
+/// The k best items for a session, excluding none: `(item id, score)`, best first.
+pub fn top_k(model: &dyn Backbone, session: &[u32], k: usize) -> Result<Vec<(u32, f32)>> {
+    let scores = model.scores(&model.session(&[session], false)?)?;
+    let row: Vec<f32> = scores.squeeze(0)?.to_vec1()?;
+    let mut idx: Vec<usize> = (0..row.len()).collect();
+    let k = k.min(row.len());
+    idx.select_nth_unstable_by(k.saturating_sub(1), |&a, &b| row[b].total_cmp(&row[a]));
+    idx.truncate(k);
+    idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+    Ok(idx.into_iter().map(|i| (i as u32 + 1, row[i])).collect())
+}
+
+pub fn recommend(ckpt: &Path, session: &str, k: usize, data: Option<&Path>) -> Result<()> {
+    let (cfg, _params, model) = checkpoint::load_checkpoint(ckpt, &Device::Cpu)?;
+    let (_, ds) = dataset_of(&cfg, data)?;
+    let ids = parse_session(session, ds.n_items())?;
+    println!("session:");
+    for id in &ids {
+        println!("  {id:>6}  {}", ds.catalog.title(*id));
+    }
+    println!("top {k}:");
+    for (rank, (id, score)) in top_k(model.as_ref(), &ids, k)?.into_iter().enumerate() {
+        println!(
+            "  {:>2}. {id:>6}  {score:>8.4}  {}",
+            rank + 1,
+            ds.catalog.title(id)
+        );
+    }
+    Ok(())
+}

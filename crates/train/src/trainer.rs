@@ -1,0 +1,301 @@
+//! The training loop and the two model-selection protocols.
+//!
+//! * `paper`: train on all training examples, evaluate on test after every epoch, report the best
+//!   value of each metric over epochs (what the authors' `main_*.py` print and the paper reports).
+//! * `valid`: hold out a seeded 10% of the training examples, select the epoch with the best
+//!   validation MRR@20 (early stopping on it), and evaluate that one checkpoint on test once.
+//!
+//! Every epoch leaves `state.safetensors` (parameters + Adam moments) and `history.json` in the
+//! run folder, so a killed run resumes from its last finished epoch.
+
+use crate::checkpoint;
+use crate::metrics::{rank_of, Metrics};
+use crate::optim::{Adam, AdamConfig, Schedule};
+use anyhow::{Context, Result};
+use candle_core::Tensor;
+use dmsrec_data::Example;
+use dmsrec_models::{Backbone, ParamStore};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Paper,
+    Valid,
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "paper" => Ok(Protocol::Paper),
+            "valid" => Ok(Protocol::Valid),
+            _ => Err(format!("unknown protocol {s:?} (paper|valid)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub eval_batch_size: usize,
+    pub adam: AdamConfig,
+    pub schedule: Schedule,
+    pub seed: u64,
+    /// Share of training examples held out by the `valid` protocol.
+    pub valid_fraction: f64,
+    /// Stop after this many epochs without a better selection metric (valid protocol).
+    pub patience: Option<usize>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 100,
+            eval_batch_size: 500,
+            adam: AdamConfig::default(),
+            schedule: Schedule::paper(),
+            seed: 2024,
+            valid_fraction: 0.1,
+            patience: Some(3),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub lr: f64,
+    pub loss: f64,
+    pub train_s: f64,
+    pub eval_s: f64,
+    /// Metrics on the evaluation set of the protocol (test for `paper`, valid for `valid`).
+    pub metrics: Metrics,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub protocol: Protocol,
+    pub epochs: Vec<EpochLog>,
+    /// The epoch whose parameters were kept (best MRR@20 on the protocol's evaluation set).
+    pub chosen_epoch: usize,
+    /// Reported test metrics: best over epochs (`paper`) or of the chosen epoch (`valid`).
+    pub test: Metrics,
+    /// Test metrics of the kept checkpoint alone.
+    pub checkpoint_test: Metrics,
+    pub wall_s: f64,
+}
+
+/// Splits training examples into (train, valid) with a seeded shuffle.
+pub fn split_validation(
+    examples: &[Example],
+    fraction: f64,
+    seed: u64,
+) -> (Vec<Example>, Vec<Example>) {
+    let mut idx: Vec<usize> = (0..examples.len()).collect();
+    idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_7a11d));
+    let n_valid = ((examples.len() as f64) * fraction).round() as usize;
+    let (valid, train) = idx.split_at(n_valid);
+    let pick = |ids: &[usize]| {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.into_iter()
+            .map(|i| examples[i].clone())
+            .collect::<Vec<_>>()
+    };
+    (pick(train), pick(valid))
+}
+
+/// Rank of every example's target under the model (full ranking over all items).
+pub fn evaluate_ranks(
+    model: &dyn Backbone,
+    examples: &[Example],
+    batch_size: usize,
+) -> Result<Vec<u32>> {
+    let mut ranks = Vec::with_capacity(examples.len());
+    for chunk in examples.chunks(batch_size.max(1)) {
+        let sessions: Vec<&[u32]> = chunk.iter().map(|e| e.prefix.as_slice()).collect();
+        let scores = model.scores(&model.session(&sessions, false)?)?;
+        let scores: Vec<Vec<f32>> = scores.to_vec2()?;
+        for (row, e) in scores.iter().zip(chunk) {
+            ranks.push(rank_of(row, e.target as usize - 1));
+        }
+    }
+    Ok(ranks)
+}
+
+/// Softmax cross-entropy of the targets over all item scores.
+pub fn recommendation_loss(scores: &Tensor, batch: &[&Example]) -> Result<Tensor> {
+    let targets: Vec<u32> = batch.iter().map(|e| e.target - 1).collect();
+    let targets = Tensor::from_vec(targets, batch.len(), scores.device())?;
+    Ok(candle_nn::loss::cross_entropy(scores, &targets)?)
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct History {
+    epochs: Vec<EpochLog>,
+}
+
+/// Trains one backbone under one protocol, with its state in `run_dir`.
+pub struct Trainer<'a> {
+    pub model: &'a dyn Backbone,
+    pub params: &'a ParamStore,
+    pub cfg: TrainConfig,
+    pub run_dir: PathBuf,
+    /// Called after every epoch (for printing).
+    pub on_epoch: Option<Box<dyn Fn(&EpochLog) + 'a>>,
+}
+
+impl<'a> Trainer<'a> {
+    fn train_epoch(&self, opt: &mut Adam, train: &[Example], epoch: usize) -> Result<f64> {
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+            self.cfg.seed.wrapping_add(epoch as u64),
+        ));
+        let n_batches = order.len().div_ceil(self.cfg.batch_size);
+        let bar = progress_bar(n_batches as u64, &format!("epoch {epoch}"));
+        let mut total = 0.0;
+        for idx in order.chunks(self.cfg.batch_size) {
+            let batch: Vec<&Example> = idx.iter().map(|&i| &train[i]).collect();
+            let sessions: Vec<&[u32]> = batch.iter().map(|e| e.prefix.as_slice()).collect();
+            let scores = self.model.scores(&self.model.session(&sessions, true)?)?;
+            let loss = recommendation_loss(&scores, &batch)?;
+            total += loss.to_scalar::<f32>()? as f64;
+            opt.step(&loss.backward()?)?;
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        Ok(total / n_batches.max(1) as f64)
+    }
+
+    /// Runs the protocol on `train`/`test`; resumes from `run_dir` when it holds a finished epoch.
+    pub fn run(
+        &self,
+        protocol: Protocol,
+        train: &[Example],
+        test: &[Example],
+    ) -> Result<RunResult> {
+        let start = Instant::now();
+        std::fs::create_dir_all(&self.run_dir)
+            .with_context(|| format!("creating {}", self.run_dir.display()))?;
+        let (fit, eval_set): (Vec<Example>, Vec<Example>) = match protocol {
+            Protocol::Paper => (train.to_vec(), test.to_vec()),
+            Protocol::Valid => split_validation(train, self.cfg.valid_fraction, self.cfg.seed),
+        };
+        let mut opt = Adam::new(self.params.vars(), self.cfg.adam);
+        let mut history = History::default();
+        let state_path = self.run_dir.join("state.safetensors");
+        let history_path = self.run_dir.join("history.json");
+        let best_path = self.run_dir.join(checkpoint::WEIGHTS);
+        if state_path.exists() && history_path.exists() {
+            history = serde_json::from_slice(&std::fs::read(&history_path)?)
+                .with_context(|| format!("reading {}", history_path.display()))?;
+            checkpoint::load_training_state(&state_path, self.params, &mut opt)?;
+            tracing::info!(
+                "resuming {} after epoch {}",
+                self.run_dir.display(),
+                history.epochs.len()
+            );
+        }
+        let mut best_value = history
+            .epochs
+            .iter()
+            .map(|e| e.metrics.get("MRR@20"))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let mut since_best = history
+            .epochs
+            .iter()
+            .rev()
+            .take_while(|e| e.metrics.get("MRR@20") < best_value)
+            .count();
+        for epoch in history.epochs.len()..self.cfg.epochs {
+            if protocol == Protocol::Valid && self.cfg.patience.is_some_and(|p| since_best >= p) {
+                tracing::info!("early stop: {since_best} epochs without a better valid MRR@20");
+                break;
+            }
+            let lr = self.cfg.schedule.lr_at(self.cfg.adam.lr, epoch);
+            opt.set_lr(lr);
+            let t0 = Instant::now();
+            let loss = self.train_epoch(&mut opt, &fit, epoch)?;
+            let train_s = t0.elapsed().as_secs_f64();
+            let t1 = Instant::now();
+            let ranks = evaluate_ranks(self.model, &eval_set, self.cfg.eval_batch_size)?;
+            let metrics = Metrics::from_ranks(&ranks);
+            let log = EpochLog {
+                epoch,
+                lr,
+                loss,
+                train_s,
+                eval_s: t1.elapsed().as_secs_f64(),
+                metrics,
+            };
+            if let Some(cb) = &self.on_epoch {
+                cb(&log);
+            }
+            let value = log.metrics.get("MRR@20");
+            if value > best_value {
+                best_value = value;
+                since_best = 0;
+                checkpoint::save_params_atomic(&best_path, self.params)?;
+            } else {
+                since_best += 1;
+            }
+            history.epochs.push(log);
+            checkpoint::save_training_state(&state_path, self.params, &opt)?;
+            checkpoint::write_json_atomic(&history_path, &history)?;
+        }
+        let chosen_epoch = history
+            .epochs
+            .iter()
+            .max_by(|a, b| a.metrics.get("MRR@20").total_cmp(&b.metrics.get("MRR@20")))
+            .map(|e| e.epoch)
+            .context("no epoch was trained")?;
+        // Keep the selected parameters in the model.
+        self.params.restore(&candle_core::safetensors::load(
+            &best_path,
+            self.params.device(),
+        )?)?;
+        let ranks = evaluate_ranks(self.model, test, self.cfg.eval_batch_size)?;
+        let checkpoint_test = Metrics::from_ranks(&ranks);
+        checkpoint::write_ranks_atomic(&self.run_dir.join("test_ranks.txt"), &ranks)?;
+        let test = match protocol {
+            Protocol::Paper => Metrics::best_of(history.epochs.iter().map(|e| &e.metrics)),
+            Protocol::Valid => checkpoint_test.clone(),
+        };
+        Ok(RunResult {
+            protocol,
+            epochs: history.epochs,
+            chosen_epoch,
+            test,
+            checkpoint_test,
+            wall_s: start.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+fn progress_bar(len: u64, msg: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} {bar:30} {pos}/{len} batches {per_sec} eta {eta}",
+        )
+        .expect("valid progress template"),
+    );
+    bar.set_message(msg.to_string());
+    bar
+}
+
+/// The run folder of one protocol inside an output folder.
+pub fn protocol_dir(out: &Path, protocol: Protocol) -> PathBuf {
+    out.join(match protocol {
+        Protocol::Paper => "paper",
+        Protocol::Valid => "valid",
+    })
+}
