@@ -39,7 +39,7 @@ pub fn train(a: &BenchTrainArgs) -> Result<()> {
     let batches: Vec<&[usize]> = order.chunks(a.batch_size).collect();
     let n_epoch = batches.len();
     let n = a.batches.unwrap_or(n_epoch).min(n_epoch);
-    let mut step_s = Vec::with_capacity(n);
+    let (mut step_s, mut forward_s, mut backward_s, mut adam_s) = (vec![], vec![], vec![], vec![]);
     let started = Instant::now();
     for idx in &batches[..n] {
         let t = Instant::now();
@@ -47,8 +47,15 @@ pub fn train(a: &BenchTrainArgs) -> Result<()> {
         let sessions: Vec<&[u32]> = batch.iter().map(|e| e.prefix.as_slice()).collect();
         let scores = model.scores(&model.session(&sessions, true)?)?;
         let loss = recommendation_loss(&scores, &batch)?;
-        opt.step(&loss.backward()?)?;
-        step_s.push(t.elapsed().as_secs_f64());
+        let t_fwd = t.elapsed().as_secs_f64();
+        let grads = loss.backward()?;
+        let t_bwd = t.elapsed().as_secs_f64();
+        opt.step(&grads)?;
+        let t_all = t.elapsed().as_secs_f64();
+        forward_s.push(t_fwd);
+        backward_s.push(t_bwd - t_fwd);
+        adam_s.push(t_all - t_bwd);
+        step_s.push(t_all);
     }
     let timed = started.elapsed().as_secs_f64();
     let examples: usize = batches[..n].iter().map(|b| b.len()).sum();
@@ -64,7 +71,13 @@ pub fn train(a: &BenchTrainArgs) -> Result<()> {
         a.batch_size
     );
     println!("timed batches      {n} of {n_epoch}");
-    println!("median step        {:.2} ms", 1e3 * median(&step_s));
+    println!(
+        "median step        {:.2} ms (forward {:.2}, backward {:.2}, adam {:.2})",
+        1e3 * median(&step_s),
+        1e3 * median(&forward_s),
+        1e3 * median(&backward_s),
+        1e3 * median(&adam_s)
+    );
     println!(
         "epoch              {:.1} s{}",
         timed * n_epoch as f64 / n as f64,

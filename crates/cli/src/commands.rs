@@ -34,8 +34,12 @@ pub fn import(a: &ImportArgs) -> Result<()> {
         }
         ImportFormat::Amazon => dmsrec_data::amazon::read_amazon(&a.input, a.meta.as_deref())?,
         ImportFormat::Csv => {
-            let _ = (a.gap, a.augment);
-            bail!("PENDING csv")
+            let opts = dmsrec_data::csv::InteractionsOptions {
+                session_gap_s: (a.gap > 0).then_some(a.gap as f64),
+                prefix_augmentation: a.augment,
+                ..Default::default()
+            };
+            dmsrec_data::csv::read_interactions(&a.input, a.items.as_deref(), &opts)?
         }
     };
     tsv::write_dataset(&a.out, &ds)?;
@@ -74,8 +78,23 @@ pub fn synth(out: &Path, seed: u64) -> Result<()> {
 }
 
 pub fn download(source: DownloadSource, dir: &Path, base_url: Option<String>) -> Result<()> {
-    let _ = (source, dir, base_url);
-    bail!("PENDING download")
+    use dmsrec_data::download::{eprint_progress, DownloadOptions, Source};
+    let source = match source {
+        DownloadSource::Ml1m => Source::Ml1m,
+        DownloadSource::Beauty => Source::Beauty,
+    };
+    let opts = DownloadOptions { base_url, progress: Some(eprint_progress()), ..Default::default() };
+    let report = dmsrec_data::download::download(source, dir, &opts)?;
+    println!("{report:?}");
+    let next = match source {
+        Source::Ml1m => format!("--format ml1m --input {}", dir.display()),
+        Source::Beauty => match report.data_files.as_slice() {
+            [reviews, meta, ..] => format!("--format amazon --input {} --meta {}", reviews.display(), meta.display()),
+            _ => format!("--format amazon --input {}", dir.display()),
+        },
+    };
+    println!("next: dmsrec data import {next} --out DATASET");
+    Ok(())
 }
 
 pub fn model_config(name: &str, n_items: usize, dim: usize, step: usize) -> Result<ModelConfig> {

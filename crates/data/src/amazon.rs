@@ -32,10 +32,7 @@ pub struct AmazonOptions {
 
 impl Default for AmazonOptions {
     fn default() -> Self {
-        Self {
-            train_fraction: 0.9,
-            prefix_augmentation: true,
-        }
+        Self { train_fraction: 0.9, prefix_augmentation: true }
     }
 }
 
@@ -59,10 +56,7 @@ pub fn open_maybe_gz(path: &Path) -> Result<Box<dyn BufRead>> {
     let mut reader = BufReader::with_capacity(1 << 16, file);
     let head = reader.fill_buf().map_err(|e| DataError::io(path, e))?;
     if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(BufReader::with_capacity(
-            1 << 16,
-            flate2::read::MultiGzDecoder::new(reader),
-        )))
+        Ok(Box::new(BufReader::with_capacity(1 << 16, flate2::read::MultiGzDecoder::new(reader))))
     } else {
         Ok(Box::new(reader))
     }
@@ -118,13 +112,8 @@ pub fn read_review_sequences(path: &Path) -> Result<Vec<(String, Vec<String>)>> 
     let mut user_index: HashMap<String, usize> = HashMap::new();
     let mut users: Vec<(String, Vec<(i64, String)>)> = Vec::new();
     for_each_line(path, |line_no, line| {
-        let r: ReviewLine = serde_json::from_slice(line).map_err(|e| {
-            DataError::parse(
-                path,
-                line_no,
-                format!("invalid review JSON: {}", json_msg(&e)),
-            )
-        })?;
+        let r: ReviewLine = serde_json::from_slice(line)
+            .map_err(|e| DataError::parse(path, line_no, format!("invalid review JSON: {}", json_msg(&e))))?;
         if r.asin.is_empty() || r.reviewer.is_empty() {
             return Err(DataError::parse(path, line_no, "empty reviewerID or asin"));
         }
@@ -145,26 +134,16 @@ pub fn read_review_sequences(path: &Path) -> Result<Vec<(String, Vec<String>)>> 
 }
 
 /// `asin → title` from a metadata file, for the ASINs in `wanted` only (first line wins).
-pub fn read_meta_titles(
-    path: &Path,
-    wanted: &HashMap<String, u32>,
-) -> Result<HashMap<String, String>> {
+pub fn read_meta_titles(path: &Path, wanted: &HashMap<String, u32>) -> Result<HashMap<String, String>> {
     let mut titles: HashMap<String, String> = HashMap::new();
     for_each_line(path, |line_no, line| {
         let text = utf8_or_latin1(line);
-        let value = parse_python_literal(&text).map_err(|e| {
-            DataError::parse(path, line_no, format!("invalid metadata literal: {e}"))
-        })?;
-        let PyValue::Dict(entries) = value else {
+        let value = parse_python_literal(&text)
+            .map_err(|e| DataError::parse(path, line_no, format!("invalid metadata literal: {e}")))?;
+        if !matches!(value, PyValue::Dict(_)) {
             return Err(DataError::parse(path, line_no, "expected a dict"));
-        };
-        let get = |key: &str| {
-            entries
-                .iter()
-                .find(|(k, _)| matches!(k, PyValue::Str(s) if s == key))
-                .map(|(_, v)| v)
-        };
-        let asin = match get("asin") {
+        }
+        let asin = match value.get("asin") {
             Some(PyValue::Str(a)) => a,
             Some(_) => return Err(DataError::parse(path, line_no, "`asin` is not a string")),
             None => return Err(DataError::parse(path, line_no, "no `asin` key")),
@@ -172,7 +151,7 @@ pub fn read_meta_titles(
         if !wanted.contains_key(asin) || titles.contains_key(asin) {
             return Ok(());
         }
-        let title = match get("title") {
+        let title = match value.get("title") {
             Some(PyValue::Str(t)) => decode_html_entities(t),
             Some(PyValue::None) | None => String::new(),
             Some(_) => return Err(DataError::parse(path, line_no, "`title` is not a string")),
@@ -185,10 +164,7 @@ pub fn read_meta_titles(
 
 /// `reviews_Beauty_5.json.gz` → `beauty`.
 fn dataset_name(reviews_path: &Path) -> String {
-    let mut name = reviews_path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let mut name = reviews_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     for ext in [".gz", ".json", ".jsonl"] {
         if let Some(s) = name.strip_suffix(ext) {
             name = s.to_string();
@@ -221,18 +197,12 @@ pub fn read_amazon_with(
         )));
     }
     let users = read_review_sequences(reviews_path)?;
-    let mut asins: Vec<&str> = users
-        .iter()
-        .flat_map(|(_, s)| s.iter().map(String::as_str))
-        .collect();
+    let mut asins: Vec<&str> = users.iter().flat_map(|(_, s)| s.iter().map(String::as_str)).collect();
     let n_reviews = asins.len();
     asins.sort_unstable();
     asins.dedup();
-    let id_of: HashMap<String, u32> = asins
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (a.to_string(), i as u32 + 1))
-        .collect();
+    let id_of: HashMap<String, u32> =
+        asins.iter().enumerate().map(|(i, a)| (a.to_string(), i as u32 + 1)).collect();
     let titles = match meta_path {
         Some(p) => read_meta_titles(p, &id_of)?,
         None => HashMap::new(),
@@ -241,17 +211,10 @@ pub fn read_amazon_with(
         .iter()
         .map(|a| {
             let title = titles.get(*a).cloned().unwrap_or_default();
-            ItemInfo {
-                prompt_title: title.clone(),
-                title,
-                fields: vec![("asin".into(), a.to_string())],
-            }
+            ItemInfo { prompt_title: title.clone(), title, fields: vec![("asin".into(), a.to_string())] }
         })
         .collect();
-    let sessions: Vec<Vec<u32>> = users
-        .iter()
-        .map(|(_, s)| s.iter().map(|a| id_of[a]).collect())
-        .collect();
+    let sessions: Vec<Vec<u32>> = users.iter().map(|(_, s)| s.iter().map(|a| id_of[a]).collect()).collect();
     let n_train = crate::movielens::train_count(sessions.len(), opts.train_fraction);
     let (train_s, test_s) = sessions.split_at(n_train);
     let train = sessions_to_examples(train_s, opts.prefix_augmentation);
@@ -469,10 +432,9 @@ impl PyValue {
     /// The value of a string key of a dict.
     pub fn get(&self, key: &str) -> Option<&PyValue> {
         match self {
-            PyValue::Dict(entries) => entries
-                .iter()
-                .find(|(k, _)| matches!(k, PyValue::Str(s) if s == key))
-                .map(|(_, v)| v),
+            PyValue::Dict(entries) => {
+                entries.iter().find(|(k, _)| matches!(k, PyValue::Str(s) if s == key)).map(|(_, v)| v)
+            }
             _ => None,
         }
     }
@@ -496,11 +458,7 @@ const MAX_DEPTH: usize = 200;
 /// escapes are bytes, and the bytes are decoded as UTF-8, or as Latin-1 when they are not valid
 /// UTF-8 (the 2014 metadata was written by Python 2).
 pub fn parse_python_literal(text: &str) -> std::result::Result<PyValue, String> {
-    let mut p = PyParser {
-        s: text.as_bytes(),
-        i: 0,
-        depth: 0,
-    };
+    let mut p = PyParser { s: text.as_bytes(), i: 0, depth: 0 };
     p.skip_ws();
     let v = p.value()?;
     p.skip_ws();
@@ -576,10 +534,7 @@ impl PyParser<'_> {
                     b"inf" => Ok(PyValue::Float(f64::INFINITY)),
                     _ => {
                         self.i = start;
-                        Err(self.err(&format!(
-                            "unexpected name {:?}",
-                            String::from_utf8_lossy(word)
-                        )))
+                        Err(self.err(&format!("unexpected name {:?}", String::from_utf8_lossy(word))))
                     }
                 }
             }
@@ -612,10 +567,7 @@ impl PyParser<'_> {
                 }
                 Some(_) => return Err(self.err(&format!("expected ',' or '{}'", close as char))),
                 None => {
-                    return Err(self.err(&format!(
-                        "unexpected end of input, expected '{}'",
-                        close as char
-                    )))
+                    return Err(self.err(&format!("unexpected end of input, expected '{}'", close as char)))
                 }
             }
         }
@@ -702,11 +654,7 @@ impl PyParser<'_> {
             if self.s[self.i..].starts_with(b"inf") {
                 self.i += 3;
                 let neg = self.s[start] == b'-';
-                return Ok(PyValue::Float(if neg {
-                    f64::NEG_INFINITY
-                } else {
-                    f64::INFINITY
-                }));
+                return Ok(PyValue::Float(if neg { f64::NEG_INFINITY } else { f64::INFINITY }));
             }
         }
         let digits_start = self.i;
@@ -800,9 +748,8 @@ impl PyParser<'_> {
         loop {
             // A high surrogate must be followed by a \u low surrogate; otherwise it is replaced.
             if pending_high.is_some() {
-                let next_is_u = !raw
-                    && self.peek() == Some(b'\\')
-                    && matches!(self.s.get(self.i + 1), Some(b'u' | b'U'));
+                let next_is_u =
+                    !raw && self.peek() == Some(b'\\') && matches!(self.s.get(self.i + 1), Some(b'u' | b'U'));
                 if !next_is_u {
                     pending_high = None;
                     push_char(&mut buf, char::REPLACEMENT_CHARACTER);
@@ -873,10 +820,7 @@ impl PyParser<'_> {
                         b'u' => 4,
                         _ => 8,
                     };
-                    let hex = self
-                        .s
-                        .get(self.i..self.i + n)
-                        .ok_or_else(|| self.err("truncated escape"))?;
+                    let hex = self.s.get(self.i..self.i + n).ok_or_else(|| self.err("truncated escape"))?;
                     let v = std::str::from_utf8(hex)
                         .ok()
                         .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -899,10 +843,7 @@ impl PyParser<'_> {
                 match (pending_high.take(), cp) {
                     (Some(h), 0xDC00..=0xDFFF) => {
                         let c = 0x10000 + ((h - 0xD800) << 10) + (cp - 0xDC00);
-                        push_char(
-                            &mut buf,
-                            char::from_u32(c).unwrap_or(char::REPLACEMENT_CHARACTER),
-                        );
+                        push_char(&mut buf, char::from_u32(c).unwrap_or(char::REPLACEMENT_CHARACTER));
                     }
                     (h, 0xD800..=0xDBFF) => {
                         if h.is_some() {
@@ -914,10 +855,7 @@ impl PyParser<'_> {
                         if h.is_some() {
                             push_char(&mut buf, char::REPLACEMENT_CHARACTER);
                         }
-                        push_char(
-                            &mut buf,
-                            char::from_u32(cp).unwrap_or(char::REPLACEMENT_CHARACTER),
-                        );
+                        push_char(&mut buf, char::from_u32(cp).unwrap_or(char::REPLACEMENT_CHARACTER));
                     }
                 }
             }
@@ -975,35 +913,13 @@ mod tests {
 
     fn write_fixture(dir: &Path, compress: bool) -> (std::path::PathBuf, std::path::PathBuf) {
         let (r, m) = if compress {
-            (
-                dir.join("reviews_Beauty_5.json.gz"),
-                dir.join("meta_Beauty.json.gz"),
-            )
+            (dir.join("reviews_Beauty_5.json.gz"), dir.join("meta_Beauty.json.gz"))
         } else {
-            (
-                dir.join("reviews_Beauty_5.json"),
-                dir.join("meta_Beauty.json"),
-            )
+            (dir.join("reviews_Beauty_5.json"), dir.join("meta_Beauty.json"))
         };
         let rt = reviews_text();
-        std::fs::write(
-            &r,
-            if compress {
-                gz(rt.as_bytes())
-            } else {
-                rt.into_bytes()
-            },
-        )
-        .unwrap();
-        std::fs::write(
-            &m,
-            if compress {
-                gz(META.as_bytes())
-            } else {
-                META.as_bytes().to_vec()
-            },
-        )
-        .unwrap();
+        std::fs::write(&r, if compress { gz(rt.as_bytes()) } else { rt.into_bytes() }).unwrap();
+        std::fs::write(&m, if compress { gz(META.as_bytes()) } else { META.as_bytes().to_vec() }).unwrap();
         (r, m)
     }
 
@@ -1012,31 +928,21 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let (r_plain, m_plain) = write_fixture(d.path(), false);
         let (r_gz, m_gz) = write_fixture(d.path(), true);
-        let (plain, rep) =
-            read_amazon_with(&r_plain, Some(&m_plain), &AmazonOptions::default()).unwrap();
+        let (plain, rep) = read_amazon_with(&r_plain, Some(&m_plain), &AmazonOptions::default()).unwrap();
         let gzipped = read_amazon(&r_gz, Some(&m_gz)).unwrap();
         assert_eq!(plain, gzipped);
         assert_eq!(plain.name, "beauty");
 
         // ASINs sorted as strings: B0A B0B B0C B10 B11 B12 B14..B19 (no B13: user 3 is special).
-        let asins: Vec<&str> = plain
-            .catalog
-            .iter()
-            .map(|(_, i)| i.field("asin").unwrap())
-            .collect();
+        let asins: Vec<&str> = plain.catalog.iter().map(|(_, i)| i.field("asin").unwrap()).collect();
         assert_eq!(
             asins,
-            vec![
-                "B0A", "B0B", "B0C", "B10", "B11", "B12", "B14", "B15", "B16", "B17", "B18", "B19"
-            ]
+            vec!["B0A", "B0B", "B0C", "B10", "B11", "B12", "B14", "B15", "B16", "B17", "B18", "B19"]
         );
         assert_eq!(rep.n_items, 12);
         assert_eq!(rep.n_reviews, 30);
         // floor(0.9 * 10) = 9 train users, in order of first appearance.
-        assert_eq!(
-            (rep.n_users, rep.n_train_users, rep.n_test_users),
-            (10, 9, 1)
-        );
+        assert_eq!((rep.n_users, rep.n_train_users, rep.n_test_users), (10, 9, 1));
         assert_eq!(plain.train_sequences.len(), 9);
         // First user in the file is U9 (u = 0): B0A, B10, B0B.
         assert_eq!(plain.train_sequences[0], vec![1, 4, 2]);
@@ -1044,41 +950,17 @@ mod tests {
         assert_eq!(plain.train_sequences[3], vec![1, 2, 3]);
         // Prefix augmentation: 2 examples per 3-item session.
         assert_eq!((rep.n_train_examples, rep.n_test_examples), (18, 2));
-        assert_eq!(
-            plain.train[0],
-            Example {
-                prefix: vec![1],
-                target: 4
-            }
-        );
-        assert_eq!(
-            plain.train[1],
-            Example {
-                prefix: vec![1, 4],
-                target: 2
-            }
-        );
+        assert_eq!(plain.train[0], Example { prefix: vec![1], target: 4 });
+        assert_eq!(plain.train[1], Example { prefix: vec![1, 4], target: 2 });
         // Last user (u = 9 -> B19 = id 12).
         assert_eq!(
             plain.test,
-            vec![
-                Example {
-                    prefix: vec![1],
-                    target: 12
-                },
-                Example {
-                    prefix: vec![1, 12],
-                    target: 2
-                }
-            ]
+            vec![Example { prefix: vec![1], target: 12 }, Example { prefix: vec![1, 12], target: 2 }]
         );
 
         // Titles: Python literals with apostrophes, escapes, entities; missing -> empty.
         assert_eq!(plain.catalog.title(1), "L'Oreal Paris Kids & Co");
-        assert_eq!(
-            plain.catalog.title(2),
-            "Rock 'n' Roll \\ Crème \u{e9}t\u{e9} 'x'"
-        );
+        assert_eq!(plain.catalog.title(2), "Rock 'n' Roll \\ Crème \u{e9}t\u{e9} 'x'");
         assert_eq!(plain.catalog.title(3), "");
         assert_eq!(plain.catalog.title(4), "");
         assert_eq!(plain.catalog.title(5), "Unicode é€");
@@ -1094,15 +976,9 @@ mod tests {
         let ds = read_amazon(&r, None).unwrap();
         assert!(!ds.catalog.has_titles());
         assert_eq!(ds.n_items(), 12);
-        let (ds, rep) = read_amazon_with(
-            &r,
-            None,
-            &AmazonOptions {
-                train_fraction: 0.5,
-                prefix_augmentation: false,
-            },
-        )
-        .unwrap();
+        let (ds, rep) =
+            read_amazon_with(&r, None, &AmazonOptions { train_fraction: 0.5, prefix_augmentation: false })
+                .unwrap();
         assert_eq!((rep.n_train_users, rep.n_test_users), (5, 5));
         assert_eq!(ds.train.len(), 5);
     }
@@ -1117,26 +993,20 @@ mod tests {
                 format!("{good}{{\"reviewerID\": \"A\", \"asin\": \"B\"}}\n"),
                 ":2: invalid review JSON: missing field `unixReviewTime`",
             ),
+            (format!("{good}\n{good}not json\n"), ":4: invalid review JSON"),
             (
-                format!("{good}\n{good}not json\n"),
-                ":4: invalid review JSON",
-            ),
-            (
-                format!("{{\"reviewerID\": \"A\", \"asin\": \"B\", \"unixReviewTime\": \"x\"}}\n"),
+                "{\"reviewerID\": \"A\", \"asin\": \"B\", \"unixReviewTime\": \"x\"}\n".to_string(),
                 ":1: invalid review JSON: invalid type",
             ),
             (
-                format!("{{\"reviewerID\": \"\", \"asin\": \"B\", \"unixReviewTime\": 3}}\n"),
+                "{\"reviewerID\": \"\", \"asin\": \"B\", \"unixReviewTime\": 3}\n".to_string(),
                 ":1: empty reviewerID",
             ),
         ];
         for (text, want) in cases {
             std::fs::write(&p, &text).unwrap();
             let err = read_amazon(&p, None).unwrap_err().to_string();
-            assert!(
-                err.contains("reviews.json") && err.contains(want),
-                "{text:?}: {err}"
-            );
+            assert!(err.contains("reviews.json") && err.contains(want), "{text:?}: {err}");
         }
         // A truncated gzip stream is an error at the line being read, not a panic.
         let gzp = d.path().join("reviews.json.gz");
@@ -1145,10 +1015,7 @@ mod tests {
         std::fs::write(&gzp, &bytes).unwrap();
         let err = read_amazon(&gzp, None).unwrap_err().to_string();
         assert!(err.contains("reviews.json.gz:"), "{err}");
-        assert!(matches!(
-            read_amazon(&d.path().join("none.json"), None),
-            Err(DataError::Io { .. })
-        ));
+        assert!(matches!(read_amazon(&d.path().join("none.json"), None), Err(DataError::Io { .. })));
     }
 
     #[test]
@@ -1162,22 +1029,13 @@ mod tests {
                 "{'asin': 'B0A', 'title': 'x'}\n{'asin': 'B0B', 'title': 'unterminated}\n",
                 "meta.json:2: invalid metadata literal: column 26: unterminated string",
             ),
-            (
-                "\n{'asin': 'B0A' 'title': 'x'}\n",
-                "meta.json:2: invalid metadata literal",
-            ),
+            ("\n{'asin': 'B0A' 'title': 'x'}\n", "meta.json:2: invalid metadata literal"),
             ("['B0A']\n", "meta.json:1: expected a dict"),
             ("{'title': 'x'}\n", "meta.json:1: no `asin` key"),
             ("{'asin': 5}\n", "meta.json:1: `asin` is not a string"),
-            (
-                "{'asin': 'B0A', 'title': 5}\n",
-                "meta.json:1: `title` is not a string",
-            ),
+            ("{'asin': 'B0A', 'title': 5}\n", "meta.json:1: `title` is not a string"),
             ("{'asin': 'B0A', 'title': foo}\n", "unexpected name \"foo\""),
-            (
-                "{'asin': 'B0A'} trailing\n",
-                "unexpected text after the value",
-            ),
+            ("{'asin': 'B0A'} trailing\n", "unexpected text after the value"),
         ];
         for (text, want) in cases {
             std::fs::write(&m, text).unwrap();
@@ -1193,16 +1051,7 @@ mod tests {
             r#" {'a': [1, -2, 3.5, 1e3, 7L], "b": ('x',), 'c': (), 'd': (5), 'e': {}, 'f': {1, 2,}, 'g': None, 'h': [True, False], 'i': [[]],} "#,
         )
         .unwrap();
-        assert_eq!(
-            v.get("a"),
-            Some(&List(vec![
-                Int(1),
-                Int(-2),
-                Float(3.5),
-                Float(1000.0),
-                Int(7)
-            ]))
-        );
+        assert_eq!(v.get("a"), Some(&List(vec![Int(1), Int(-2), Float(3.5), Float(1000.0), Int(7)])));
         assert_eq!(v.get("b"), Some(&Tuple(vec![Str("x".into())])));
         assert_eq!(v.get("c"), Some(&Tuple(vec![])));
         assert_eq!(v.get("d"), Some(&Int(5)));
@@ -1211,50 +1060,27 @@ mod tests {
         assert_eq!(v.get("g"), Some(&None));
         assert_eq!(v.get("h"), Some(&List(vec![Bool(true), Bool(false)])));
         assert_eq!(v.get("i"), Some(&List(vec![List(vec![])])));
-        let s = |src: &str| {
-            parse_python_literal(src)
-                .unwrap()
-                .as_str()
-                .unwrap()
-                .to_string()
-        };
+        let s = |src: &str| parse_python_literal(src).unwrap().as_str().unwrap().to_string();
         assert_eq!(s(r#"'it\'s'"#), "it's");
         assert_eq!(s(r#""it's""#), "it's");
         assert_eq!(s(r#"'a\tb\nc\\d\"e'"#), "a\tb\nc\\d\"e");
         assert_eq!(s(r#"'\101\x42'"#), "AB");
         assert_eq!(s(r#"'caf\xe9'"#), "café"); // lone Latin-1 byte
         assert_eq!(s(r#"'caf\xc3\xa9'"#), "café"); // UTF-8 bytes
-        assert_eq!(
-            s(r#"u'caf\xe9 \u20ac \U0001F600 \ud83d\ude00'"#),
-            "café € 😀 😀"
-        );
+        assert_eq!(s(r#"u'caf\xe9 \u20ac \U0001F600 \ud83d\ude00'"#), "café € 😀 😀");
         assert_eq!(s(r#"r'a\nb\'c'"#), "a\\nb\\'c");
         assert_eq!(s(r#"'unknown \q escape'"#), "unknown \\q escape");
         assert_eq!(s(r#"'''tri'ple'''"#), "tri'ple");
         assert_eq!(s("'é direct'"), "é direct");
         assert_eq!(s(r#"'a' "b" u'c'"#), "abc");
-        assert_eq!(
-            parse_python_literal("('a, b')").unwrap(),
-            Str("a, b".into())
-        );
-        assert_eq!(
-            parse_python_literal("((1, 2))").unwrap(),
-            Tuple(vec![Int(1), Int(2)])
-        );
-        assert_eq!(
-            parse_python_literal("(1, 2)").unwrap(),
-            Tuple(vec![Int(1), Int(2)])
-        );
+        assert_eq!(parse_python_literal("('a, b')").unwrap(), Str("a, b".into()));
+        assert_eq!(parse_python_literal("((1, 2))").unwrap(), Tuple(vec![Int(1), Int(2)]));
+        assert_eq!(parse_python_literal("(1, 2)").unwrap(), Tuple(vec![Int(1), Int(2)]));
         assert_eq!(
             parse_python_literal("[1, (2), ('x',)]").unwrap(),
             List(vec![Int(1), Int(2), Tuple(vec![Str("x".into())])])
         );
-        assert_eq!(
-            parse_python_literal("{\"k\": null, \"t\": true}")
-                .unwrap()
-                .get("t"),
-            Some(&Bool(true))
-        );
+        assert_eq!(parse_python_literal("{\"k\": null, \"t\": true}").unwrap().get("t"), Some(&Bool(true)));
         for bad in [
             "",
             "[1, 2",
@@ -1274,9 +1100,7 @@ mod tests {
             assert!(parse_python_literal(bad).is_err(), "{bad:?} should fail");
         }
         let deep = "[".repeat(10_000);
-        assert!(parse_python_literal(&deep)
-            .unwrap_err()
-            .contains("nesting too deep"));
+        assert!(parse_python_literal(&deep).unwrap_err().contains("nesting too deep"));
     }
 
     #[test]
@@ -1298,11 +1122,7 @@ for i in range(300):
             .arg(script)
             .output()
             .expect("python3");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let text = String::from_utf8(out.stdout).unwrap();
         fn to_json(v: &PyValue) -> serde_json::Value {
             match v {
@@ -1311,13 +1131,9 @@ for i in range(300):
                 PyValue::Int(i) => (*i).into(),
                 PyValue::Float(f) => serde_json::json!(f),
                 PyValue::Str(s) => s.clone().into(),
-                PyValue::List(xs) | PyValue::Tuple(xs) | PyValue::Set(xs) => {
-                    xs.iter().map(to_json).collect()
-                }
+                PyValue::List(xs) | PyValue::Tuple(xs) | PyValue::Set(xs) => xs.iter().map(to_json).collect(),
                 PyValue::Dict(kv) => serde_json::Value::Object(
-                    kv.iter()
-                        .map(|(k, v)| (k.as_str().unwrap().to_string(), to_json(v)))
-                        .collect(),
+                    kv.iter().map(|(k, v)| (k.as_str().unwrap().to_string(), to_json(v))).collect(),
                 ),
             }
         }
@@ -1334,23 +1150,14 @@ for i in range(300):
 
     #[test]
     fn html_entities() {
-        assert_eq!(
-            decode_html_entities("A &amp; B &lt;3&gt; &quot;q&quot;"),
-            "A & B <3> \"q\""
-        );
-        assert_eq!(
-            decode_html_entities("Cr&egrave;me &#233;t&#xE9; &#39;"),
-            "Crème été '"
-        );
+        assert_eq!(decode_html_entities("A &amp; B &lt;3&gt; &quot;q&quot;"), "A & B <3> \"q\"");
+        assert_eq!(decode_html_entities("Cr&egrave;me &#233;t&#xE9; &#39;"), "Crème été '");
         assert_eq!(
             decode_html_entities("&amp;amp; &unknown; & alone &#xZZ; &"),
             "&amp; &unknown; & alone &#xZZ; &"
         );
         assert_eq!(decode_html_entities("no&nbsp;break&shy;"), "no break");
-        assert_eq!(
-            decode_html_entities("&ndash no semicolon"),
-            "&ndash no semicolon"
-        );
+        assert_eq!(decode_html_entities("&ndash no semicolon"), "&ndash no semicolon");
         assert_eq!(utf8_or_latin1(b"caf\xe9 \xc3\xa9t\xc3"), "café étÃ");
     }
 }

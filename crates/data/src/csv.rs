@@ -107,16 +107,9 @@ fn open_csv(path: &Path, delimiter: Option<u8>) -> Result<::csv::Reader<BufReade
     let bom = head.starts_with(b"\xef\xbb\xbf");
     let start = if bom { 3 } else { 0 };
     let first_line = &head[start..];
-    let first_line = &first_line[..first_line
-        .iter()
-        .position(|&b| b == b'\n')
-        .unwrap_or(first_line.len())];
+    let first_line = &first_line[..first_line.iter().position(|&b| b == b'\n').unwrap_or(first_line.len())];
     if first_line.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(DataError::parse(
-            path,
-            1,
-            "empty file or header line, expected a header",
-        ));
+        return Err(DataError::parse(path, 1, "empty file or header line, expected a header"));
     }
     let delim = delimiter.unwrap_or_else(|| detect_delimiter(first_line));
     if bom {
@@ -132,9 +125,7 @@ fn open_csv(path: &Path, delimiter: Option<u8>) -> Result<::csv::Reader<BufReade
 fn csv_error(path: &Path, e: ::csv::Error) -> DataError {
     let line = e.position().map(|p| p.line() as usize).unwrap_or(0);
     let msg = match e.kind() {
-        ::csv::ErrorKind::UnequalLengths {
-            expected_len, len, ..
-        } => {
+        ::csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
             format!("expected {expected_len} fields (as in the header), found {len}")
         }
         ::csv::ErrorKind::Utf8 { err, .. } => format!("invalid UTF-8: {err}"),
@@ -153,14 +144,7 @@ fn csv_error(path: &Path, e: ::csv::Error) -> DataError {
 fn column(path: &Path, header: &::csv::StringRecord, name: &str) -> Result<usize> {
     header.iter().position(|h| h == name).ok_or_else(|| {
         let cols: Vec<&str> = header.iter().collect();
-        DataError::parse(
-            path,
-            1,
-            format!(
-                "header has no `{name}` column (columns: {})",
-                cols.join(", ")
-            ),
-        )
+        DataError::parse(path, 1, format!("header has no `{name}` column (columns: {})", cols.join(", ")))
     })
 }
 
@@ -259,16 +243,11 @@ pub fn read_interactions_with_report(
     opts: &InteractionsOptions,
 ) -> Result<(Dataset, InteractionsReport)> {
     if !(0.0..=1.0).contains(&opts.test_fraction) {
-        return Err(DataError::Other(format!(
-            "test fraction must be in [0, 1], got {}",
-            opts.test_fraction
-        )));
+        return Err(DataError::Other(format!("test fraction must be in [0, 1], got {}", opts.test_fraction)));
     }
     let gap = match opts.session_gap_s {
         Some(g) if g < 0.0 || !g.is_finite() => {
-            return Err(DataError::Other(format!(
-                "session gap must be ≥ 0 seconds, got {g}"
-            )))
+            return Err(DataError::Other(format!("session gap must be ≥ 0 seconds, got {g}")))
         }
         Some(g) if g > 0.0 => Some(g),
         _ => None,
@@ -278,9 +257,8 @@ pub fn read_interactions_with_report(
     let header = rdr.headers().map_err(|e| csv_error(path, e))?.clone();
     let id_col = match &opts.session_column {
         Some(name) => column(path, &header, name)?,
-        None => column(path, &header, "session_id")
-            .or_else(|_| column(path, &header, "user_id"))
-            .map_err(|_| {
+        None => column(path, &header, "session_id").or_else(|_| column(path, &header, "user_id")).map_err(
+            |_| {
                 let cols: Vec<&str> = header.iter().collect();
                 DataError::parse(
                     path,
@@ -290,7 +268,8 @@ pub fn read_interactions_with_report(
                         cols.join(", ")
                     ),
                 )
-            })?,
+            },
+        )?,
     };
     let item_col = column(path, &header, &opts.item_column)?;
     let time_col = column(path, &header, &opts.time_column)?;
@@ -316,27 +295,16 @@ pub fn read_interactions_with_report(
         let item = &record[item_col];
         let time = &record[time_col];
         if id.is_empty() {
-            return Err(DataError::parse(
-                path,
-                line,
-                format!("empty `{}`", &header[id_col]),
-            ));
+            return Err(DataError::parse(path, line, format!("empty `{}`", &header[id_col])));
         }
         if item.is_empty() {
-            return Err(DataError::parse(
-                path,
-                line,
-                format!("empty `{}`", opts.item_column),
-            ));
+            return Err(DataError::parse(path, line, format!("empty `{}`", opts.item_column)));
         }
         let t = parse_timestamp(time).ok_or_else(|| {
             DataError::parse(
                 path,
                 line,
-                format!(
-                    "`{}`: expected seconds or an ISO 8601 date-time, found {time:?}",
-                    opts.time_column
-                ),
+                format!("`{}`: expected seconds or an ISO 8601 date-time, found {time:?}", opts.time_column),
             )
         })?;
         let item_ix = match item_index.get(item) {
@@ -359,10 +327,7 @@ pub fn read_interactions_with_report(
         n_rows += 1;
     }
     if n_rows == 0 {
-        return Err(DataError::Other(format!(
-            "{}: no interactions",
-            path.display()
-        )));
+        return Err(DataError::Other(format!("{}: no interactions", path.display())));
     }
 
     // Item ids: original ids sorted numerically if all are integers, else as strings.
@@ -416,11 +381,7 @@ pub fn read_interactions_with_report(
             };
             let mut fields = vec![("original_id".to_string(), name.clone())];
             fields.extend(extra_cols.iter().cloned().zip(extra));
-            ItemInfo {
-                prompt_title: title.clone(),
-                title,
-                fields,
-            }
+            ItemInfo { prompt_title: title.clone(), title, fields }
         })
         .collect();
     let report = InteractionsReport {
@@ -435,9 +396,7 @@ pub fn read_interactions_with_report(
         n_items_with_title: catalog_items.iter().filter(|i| !i.title.is_empty()).count(),
     };
     let name = opts.name.clone().unwrap_or_else(|| {
-        path.file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "dataset".into())
+        path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "dataset".into())
     });
     let ds = Dataset {
         name,
@@ -461,9 +420,7 @@ fn read_items_csv(
     let header = rdr.headers().map_err(|e| csv_error(path, e))?.clone();
     let id_col = column(path, &header, &opts.item_column)?;
     let title_col = column(path, &header, &opts.title_column)?;
-    let extra: Vec<usize> = (0..header.len())
-        .filter(|&c| c != id_col && c != title_col)
-        .collect();
+    let extra: Vec<usize> = (0..header.len()).filter(|&c| c != id_col && c != title_col).collect();
     let extra_names: Vec<String> = extra.iter().map(|&c| header[c].to_string()).collect();
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut out = HashMap::new();
@@ -480,11 +437,7 @@ fn read_items_csv(
         }
         let id = &record[id_col];
         if id.is_empty() {
-            return Err(DataError::parse(
-                path,
-                line,
-                format!("empty `{}`", opts.item_column),
-            ));
+            return Err(DataError::parse(path, line, format!("empty `{}`", opts.item_column)));
         }
         if let Some(first) = seen.insert(id.to_string(), line) {
             return Err(DataError::parse(
@@ -495,13 +448,7 @@ fn read_items_csv(
         }
         if let Some(&ix) = item_index.get(id) {
             let title = record[title_col].to_string();
-            out.insert(
-                ix,
-                (
-                    title,
-                    extra.iter().map(|&c| record[c].to_string()).collect(),
-                ),
-            );
+            out.insert(ix, (title, extra.iter().map(|&c| record[c].to_string()).collect()));
         }
     }
     Ok((extra_names, out))
@@ -519,10 +466,7 @@ mod tests {
     }
 
     fn no_gap() -> InteractionsOptions {
-        InteractionsOptions {
-            session_gap_s: None,
-            ..Default::default()
-        }
+        InteractionsOptions { session_gap_s: None, ..Default::default() }
     }
 
     #[test]
@@ -545,38 +489,15 @@ mod tests {
         let (ds, rep) = read_interactions_with_report(&p, None, &opts).unwrap();
         assert_eq!(ds.name, "clicks");
         // Numeric order 9 < 10 < 100 (not string order).
-        let orig: Vec<&str> = ds
-            .catalog
-            .iter()
-            .map(|(_, i)| i.field("original_id").unwrap())
-            .collect();
+        let orig: Vec<&str> = ds.catalog.iter().map(|(_, i)| i.field("original_id").unwrap()).collect();
         assert_eq!(orig, vec!["9", "10", "100"]);
         // Sessions by last time: s2 (6), s3 (7, single), s1 (50); s1 sorted by time, tie kept.
         assert_eq!(ds.train_sequences, vec![vec![2, 1]]);
-        assert_eq!(
-            ds.train,
-            vec![Example {
-                prefix: vec![2],
-                target: 1
-            }]
-        );
+        assert_eq!(ds.train, vec![Example { prefix: vec![2], target: 1 }]);
         // s3 has one click: no example; s1 = [9, 10, 100] -> [1, 2] -> 3.
+        assert_eq!(ds.test, vec![Example { prefix: vec![1, 2], target: 3 }]);
         assert_eq!(
-            ds.test,
-            vec![Example {
-                prefix: vec![1, 2],
-                target: 3
-            }]
-        );
-        assert_eq!(
-            (
-                rep.n_rows,
-                rep.n_ids,
-                rep.n_items,
-                rep.n_sessions,
-                rep.n_train_sessions,
-                rep.n_test_sessions
-            ),
+            (rep.n_rows, rep.n_ids, rep.n_items, rep.n_sessions, rep.n_train_sessions, rep.n_test_sessions),
             (6, 3, 3, 3, 1, 2)
         );
         assert_eq!((rep.n_train_examples, rep.n_test_examples), (1, 1));
@@ -592,47 +513,25 @@ mod tests {
             "log.csv",
             "user_id,item_id,timestamp\nu1,1,0\nu1,2,1700\nu2,3,100\nu1,3,3400\nu1,4,5300\nu2,4,1901\nu1,1,5400\n",
         );
-        let opts = InteractionsOptions {
-            test_fraction: 0.0,
-            ..Default::default()
-        };
+        let opts = InteractionsOptions { test_fraction: 0.0, ..Default::default() };
         let ds = read_interactions(&p, None, &opts).unwrap();
         // Sessions by last time: u2 [3] (100), u2 [4] (1901), u1 [1,2,3] (3400), u1 [4,1] (5400).
-        assert_eq!(
-            ds.train_sequences,
-            vec![vec![3], vec![4], vec![1, 2, 3], vec![4, 1]]
-        );
+        assert_eq!(ds.train_sequences, vec![vec![3], vec![4], vec![1, 2, 3], vec![4, 1]]);
         assert_eq!(ds.train.len(), 2);
         // A gap of 0 (or None) keeps one session per id.
-        let ds = read_interactions(
-            &p,
-            None,
-            &InteractionsOptions {
-                session_gap_s: Some(0.0),
-                ..opts.clone()
-            },
-        )
-        .unwrap();
+        let ds =
+            read_interactions(&p, None, &InteractionsOptions { session_gap_s: Some(0.0), ..opts.clone() })
+                .unwrap();
         assert_eq!(ds.train_sequences, vec![vec![3, 4], vec![1, 2, 3, 4, 1]]);
         // Prefix augmentation.
         let ds = read_interactions(
             &p,
             None,
-            &InteractionsOptions {
-                session_gap_s: None,
-                prefix_augmentation: true,
-                ..opts
-            },
+            &InteractionsOptions { session_gap_s: None, prefix_augmentation: true, ..opts },
         )
         .unwrap();
         assert_eq!(ds.train.len(), 1 + 4);
-        assert_eq!(
-            ds.train[0],
-            Example {
-                prefix: vec![3],
-                target: 4
-            }
-        );
+        assert_eq!(ds.train[0], Example { prefix: vec![3], target: 4 });
     }
 
     #[test]
@@ -648,10 +547,7 @@ mod tests {
             "items.csv",
             "item_id,title,brand\nA01,\"Hello, \"\"World\"\"\",Acme\nB07,Caf\u{e9},\nZZZ,unused,x\n",
         );
-        let opts = InteractionsOptions {
-            test_fraction: 0.5,
-            ..no_gap()
-        };
+        let opts = InteractionsOptions { test_fraction: 0.5, ..no_gap() };
         let (ds, rep) = read_interactions_with_report(&p, Some(&items), &opts).unwrap();
         // String order: A01 < B07 < C99.
         assert_eq!(ds.catalog.title(1), "Hello, \"World\"");
@@ -659,29 +555,11 @@ mod tests {
         assert_eq!(ds.catalog.title(3), "");
         assert_eq!(ds.catalog.prompt_title(1), "Hello, \"World\"");
         let it = ds.catalog.get(1).unwrap();
-        assert_eq!(
-            it.fields,
-            vec![
-                ("original_id".into(), "A01".into()),
-                ("brand".into(), "Acme".into())
-            ]
-        );
+        assert_eq!(it.fields, vec![("original_id".into(), "A01".into()), ("brand".into(), "Acme".into())]);
         assert_eq!(ds.catalog.get(3).unwrap().field("brand"), Some(""));
         assert_eq!(rep.n_items_with_title, 2);
-        assert_eq!(
-            ds.train,
-            vec![Example {
-                prefix: vec![2],
-                target: 1
-            }]
-        );
-        assert_eq!(
-            ds.test,
-            vec![Example {
-                prefix: vec![1],
-                target: 3
-            }]
-        );
+        assert_eq!(ds.train, vec![Example { prefix: vec![2], target: 1 }]);
+        assert_eq!(ds.test, vec![Example { prefix: vec![1], target: 3 }]);
         // The dataset writes and reads back as a TSV folder.
         let out = d.path().join("out");
         crate::tsv::write_dataset(&out, &ds).unwrap();
@@ -694,26 +572,11 @@ mod tests {
         assert_eq!(parse_timestamp("1396867869"), Some(1396867869.0));
         assert_eq!(parse_timestamp("12.5"), Some(12.5));
         assert_eq!(parse_timestamp("1970-01-01"), Some(0.0));
-        assert_eq!(
-            parse_timestamp("2014-04-07T10:51:09.277Z"),
-            Some(1396867869.277)
-        );
-        assert_eq!(
-            parse_timestamp("2014-04-07 12:51:09+02:00"),
-            Some(1396867869.0)
-        );
+        assert_eq!(parse_timestamp("2014-04-07T10:51:09.277Z"), Some(1396867869.277));
+        assert_eq!(parse_timestamp("2014-04-07 12:51:09+02:00"), Some(1396867869.0));
         assert_eq!(parse_timestamp("2000-03-01T00:00"), Some(951868800.0));
         assert_eq!(parse_timestamp("1969-12-31T23:59:59Z"), Some(-1.0));
-        for bad in [
-            "",
-            "abc",
-            "NaN",
-            "inf",
-            "2014-13-01",
-            "2014-04-07X",
-            "2014-04-07T25:00",
-            "2014/04/07",
-        ] {
+        for bad in ["", "abc", "NaN", "inf", "2014-13-01", "2014-04-07X", "2014-04-07T25:00", "2014/04/07"] {
             assert_eq!(parse_timestamp(bad), None, "{bad}");
         }
         assert_eq!(detect_delimiter(b"a\tb\tc"), b'\t');
@@ -738,13 +601,7 @@ mod tests {
         };
         let ds = read_interactions(&p, None, &opts).unwrap();
         assert_eq!(ds.name, "mine");
-        assert_eq!(
-            ds.train,
-            vec![Example {
-                prefix: vec![1],
-                target: 2
-            }]
-        );
+        assert_eq!(ds.train, vec![Example { prefix: vec![1], target: 2 }]);
     }
 
     #[test]
@@ -755,75 +612,34 @@ mod tests {
                 "session_id,item_id,timestamp\n1,2,3\n1,2\n",
                 "x.csv:3: expected 3 fields (as in the header), found 2",
             ),
-            (
-                "session_id,item_id,timestamp\n1,2,3\n1,2,soon\n",
-                "x.csv:3: `timestamp`: expected seconds",
-            ),
-            (
-                "session_id,item_id,timestamp\n1,,3\n",
-                "x.csv:2: empty `item_id`",
-            ),
-            (
-                "session_id,item_id,timestamp\n,4,3\n",
-                "x.csv:2: empty `session_id`",
-            ),
-            (
-                "session_id,item,timestamp\n1,2,3\n",
-                "x.csv:1: header has no `item_id` column",
-            ),
-            (
-                "sess,item_id,timestamp\n1,2,3\n",
-                "x.csv:1: header has neither `session_id` nor `user_id`",
-            ),
-            (
-                "session_id,item_id,timestamp\n1,2,\"3\n4\"\n",
-                "x.csv:2: `timestamp`",
-            ),
+            ("session_id,item_id,timestamp\n1,2,3\n1,2,soon\n", "x.csv:3: `timestamp`: expected seconds"),
+            ("session_id,item_id,timestamp\n1,,3\n", "x.csv:2: empty `item_id`"),
+            ("session_id,item_id,timestamp\n,4,3\n", "x.csv:2: empty `session_id`"),
+            ("session_id,item,timestamp\n1,2,3\n", "x.csv:1: header has no `item_id` column"),
+            ("sess,item_id,timestamp\n1,2,3\n", "x.csv:1: header has neither `session_id` nor `user_id`"),
+            ("session_id,item_id,timestamp\n1,2,\"3\n4\"\n", "x.csv:2: `timestamp`"),
             ("", "x.csv:1: empty file"),
             ("session_id,item_id,timestamp\n", "x.csv: no interactions"),
         ];
         for (text, want) in cases {
             let p = write(d.path(), "x.csv", text);
-            let err = read_interactions(&p, None, &no_gap())
-                .unwrap_err()
-                .to_string();
+            let err = read_interactions(&p, None, &no_gap()).unwrap_err().to_string();
             assert!(err.contains(want), "{text:?}: {err}");
         }
-        let p = write(
-            d.path(),
-            "x.csv",
-            "session_id,item_id,timestamp\n1,2,3\n1,3,4\n",
-        );
+        let p = write(d.path(), "x.csv", "session_id,item_id,timestamp\n1,2,3\n1,3,4\n");
         let items_cases = [
-            (
-                "item_id,title\n2,a\n2,b\n",
-                "items.csv:3: duplicate item \"2\" (first on line 2)",
-            ),
-            (
-                "item_id,name\n2,a\n",
-                "items.csv:1: header has no `title` column",
-            ),
-            (
-                "item_id,title\n2,a,extra\n",
-                "items.csv:2: expected 2 fields",
-            ),
+            ("item_id,title\n2,a\n2,b\n", "items.csv:3: duplicate item \"2\" (first on line 2)"),
+            ("item_id,name\n2,a\n", "items.csv:1: header has no `title` column"),
+            ("item_id,title\n2,a,extra\n", "items.csv:2: expected 2 fields"),
         ];
         for (text, want) in items_cases {
             let items = write(d.path(), "items.csv", text);
-            let err = read_interactions(&p, Some(&items), &no_gap())
-                .unwrap_err()
-                .to_string();
+            let err = read_interactions(&p, Some(&items), &no_gap()).unwrap_err().to_string();
             assert!(err.contains(want), "{text:?}: {err}");
         }
-        let bad = InteractionsOptions {
-            test_fraction: 1.5,
-            ..no_gap()
-        };
+        let bad = InteractionsOptions { test_fraction: 1.5, ..no_gap() };
         assert!(read_interactions(&p, None, &bad).is_err());
-        let bad = InteractionsOptions {
-            session_gap_s: Some(-1.0),
-            ..Default::default()
-        };
+        let bad = InteractionsOptions { session_gap_s: Some(-1.0), ..Default::default() };
         assert!(read_interactions(&p, None, &bad).is_err());
         assert!(matches!(
             read_interactions(&d.path().join("missing.csv"), None, &no_gap()),

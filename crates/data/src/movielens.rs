@@ -37,11 +37,7 @@ pub struct MovielensOptions {
 
 impl Default for MovielensOptions {
     fn default() -> Self {
-        Self {
-            min_ratings: 5,
-            session_gap_s: 300,
-            train_fraction: 0.9,
-        }
+        Self { min_ratings: 5, session_gap_s: 300, train_fraction: 0.9 }
     }
 }
 
@@ -101,13 +97,9 @@ fn lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 }
 
 fn parse_num<T: std::str::FromStr>(path: &Path, line: usize, name: &str, s: &str) -> Result<T> {
-    s.trim().parse().map_err(|_| {
-        DataError::parse(
-            path,
-            line,
-            format!("{name}: expected an integer, found {s:?}"),
-        )
-    })
+    s.trim()
+        .parse()
+        .map_err(|_| DataError::parse(path, line, format!("{name}: expected an integer, found {s:?}")))
 }
 
 /// Parses `UserID::MovieID::Rating::Timestamp` lines.
@@ -120,10 +112,7 @@ pub fn read_ratings(path: &Path) -> Result<Vec<Rating>> {
             return Err(DataError::parse(
                 path,
                 line_no,
-                format!(
-                    "expected 4 fields `UserID::MovieID::Rating::Timestamp`, found {}",
-                    f.len()
-                ),
+                format!("expected 4 fields `UserID::MovieID::Rating::Timestamp`, found {}", f.len()),
             ));
         }
         out.push(Rating {
@@ -228,16 +217,8 @@ pub fn read_movielens_files(
     for r in &ratings {
         *counts.entry(r.movie).or_default() += 1;
     }
-    let kept: Vec<u32> = counts
-        .iter()
-        .filter(|(_, &c)| c >= opts.min_ratings)
-        .map(|(&m, _)| m)
-        .collect();
-    let item_of: HashMap<u32, u32> = kept
-        .iter()
-        .enumerate()
-        .map(|(i, &m)| (m, i as u32 + 1))
-        .collect();
+    let kept: Vec<u32> = counts.iter().filter(|(_, &c)| c >= opts.min_ratings).map(|(&m, _)| m).collect();
+    let item_of: HashMap<u32, u32> = kept.iter().enumerate().map(|(i, &m)| (m, i as u32 + 1)).collect();
 
     let mut movie_info: HashMap<u32, &Movie> = HashMap::new();
     for m in &movies {
@@ -268,10 +249,8 @@ pub fn read_movielens_files(
         });
     }
 
-    let sessions: Vec<Vec<u32>> = sessionize(&ratings, &item_of, opts.session_gap_s)
-        .into_iter()
-        .map(|(_, s)| s)
-        .collect();
+    let sessions: Vec<Vec<u32>> =
+        sessionize(&ratings, &item_of, opts.session_gap_s).into_iter().map(|(_, s)| s).collect();
     let n_train = train_count(sessions.len(), opts.train_fraction);
     let (train_s, test_s) = sessions.split_at(n_train);
     let train = sessions_to_examples(train_s, false);
@@ -280,10 +259,7 @@ pub fn read_movielens_files(
         n_ratings: ratings.len(),
         n_movies_rated: counts.len(),
         n_movies_kept: kept.len(),
-        n_ratings_kept: ratings
-            .iter()
-            .filter(|r| item_of.contains_key(&r.movie))
-            .count(),
+        n_ratings_kept: ratings.iter().filter(|r| item_of.contains_key(&r.movie)).count(),
         n_sessions: sessions.len(),
         n_train_sessions: train_s.len(),
         n_test_sessions: test_s.len(),
@@ -307,10 +283,7 @@ pub fn read_movielens(dir: &Path) -> Result<Dataset> {
 }
 
 /// [`read_movielens`] with explicit options, also returning the counts.
-pub fn read_movielens_with(
-    dir: &Path,
-    opts: &MovielensOptions,
-) -> Result<(Dataset, MovielensReport)> {
+pub fn read_movielens_with(dir: &Path, opts: &MovielensOptions) -> Result<(Dataset, MovielensReport)> {
     read_movielens_files(&dir.join(RATINGS), &dir.join(MOVIES), opts)
 }
 
@@ -340,9 +313,7 @@ mod tests {
     }
 
     fn movies_for(ids: &[u32]) -> Vec<(u32, Vec<u8>)> {
-        ids.iter()
-            .map(|&i| (i, format!("Movie {i} (1999)").into_bytes()))
-            .collect()
+        ids.iter().map(|&i| (i, format!("Movie {i} (1999)").into_bytes())).collect()
     }
 
     fn run(
@@ -358,10 +329,7 @@ mod tests {
 
     /// With min_ratings 1 the item id of movie m is its rank among all rated movies.
     fn loose() -> MovielensOptions {
-        MovielensOptions {
-            min_ratings: 1,
-            ..Default::default()
-        }
+        MovielensOptions { min_ratings: 1, ..Default::default() }
     }
 
     #[test]
@@ -378,14 +346,8 @@ mod tests {
             r.push((3, 300, 2000 + k * 10));
         }
         r.push((3, 50, 2100));
-        let (ds, rep) = run(
-            &r,
-            &[7, 50, 300],
-            &MovielensOptions {
-                train_fraction: 1.0,
-                ..Default::default()
-            },
-        );
+        let (ds, rep) =
+            run(&r, &[7, 50, 300], &MovielensOptions { train_fraction: 1.0, ..Default::default() });
         assert_eq!(rep.n_movies_rated, 3);
         assert_eq!(rep.n_movies_kept, 2);
         assert_eq!(rep.n_ratings, 16);
@@ -394,10 +356,7 @@ mod tests {
         assert_eq!(ds.catalog.get(1).unwrap().field("movie_id"), Some("50"));
         assert_eq!(ds.catalog.get(2).unwrap().field("movie_id"), Some("300"));
         // User 2's day only had the dropped movie: no session; users 1 and 3 one session each.
-        assert_eq!(
-            ds.train_sequences,
-            vec![vec![1, 1, 1, 1, 1], vec![2, 2, 2, 2, 2, 2, 1]]
-        );
+        assert_eq!(ds.train_sequences, vec![vec![1, 1, 1, 1, 1], vec![2, 2, 2, 2, 2, 2, 1]]);
     }
 
     #[test]
@@ -415,14 +374,7 @@ mod tests {
             (8, 8, 11 * DAY),
             (9, 8, 12 * DAY),
         ];
-        let (ds, rep) = run(
-            &r,
-            &[8, 9],
-            &MovielensOptions {
-                train_fraction: 1.0,
-                ..Default::default()
-            },
-        );
+        let (ds, rep) = run(&r, &[8, 9], &MovielensOptions { train_fraction: 1.0, ..Default::default() });
         assert_eq!(rep.n_movies_kept, 2);
         assert_eq!(ds.train_sequences, vec![vec![2, 1]]);
     }
@@ -431,95 +383,47 @@ mod tests {
     fn sorts_each_users_ratings_by_time_stably() {
         // File order is not time order; ties (t=100) keep file order (movie 3 before movie 1).
         let r = vec![(1, 2, 200), (1, 3, 100), (1, 1, 100), (1, 4, 50)];
-        let (ds, _) = run(
-            &r,
-            &[1, 2, 3, 4],
-            &MovielensOptions {
-                train_fraction: 1.0,
-                ..loose()
-            },
-        );
+        let (ds, _) = run(&r, &[1, 2, 3, 4], &MovielensOptions { train_fraction: 1.0, ..loose() });
         assert_eq!(ds.train_sequences, vec![vec![4, 3, 1, 2]]);
-        assert_eq!(
-            ds.train,
-            vec![Example {
-                prefix: vec![4, 3, 1],
-                target: 2
-            }]
-        );
+        assert_eq!(ds.train, vec![Example { prefix: vec![4, 3, 1], target: 2 }]);
     }
 
     #[test]
     fn utc_midnight_splits_days_and_single_rating_days_are_dropped() {
-        let opts = MovielensOptions {
-            train_fraction: 1.0,
-            session_gap_s: 10_000,
-            ..loose()
-        };
+        let opts = MovielensOptions { train_fraction: 1.0, session_gap_s: 10_000, ..loose() };
         // 23:59:00 and 00:01:00 the next day: 120 s apart but on two days, each with one rating
         // -> both dropped. Day 3 has two ratings -> one session.
-        let r = vec![
-            (1, 1, DAY - 60),
-            (1, 2, DAY + 60),
-            (1, 3, 3 * DAY + 10),
-            (1, 4, 3 * DAY + 20),
-        ];
+        let r = vec![(1, 1, DAY - 60), (1, 2, DAY + 60), (1, 3, 3 * DAY + 10), (1, 4, 3 * DAY + 20)];
         let (ds, rep) = run(&r, &[1, 2, 3, 4], &opts);
         assert_eq!(rep.n_sessions, 1);
         assert_eq!(ds.train_sequences, vec![vec![3, 4]]);
         // Two ratings on each side of midnight -> two sessions, though only 100 s apart overall.
-        let r = vec![
-            (1, 1, DAY - 50),
-            (1, 2, DAY - 10),
-            (1, 3, DAY + 10),
-            (1, 4, DAY + 50),
-        ];
+        let r = vec![(1, 1, DAY - 50), (1, 2, DAY - 10), (1, 3, DAY + 10), (1, 4, DAY + 50)];
         let (ds, _) = run(&r, &[1, 2, 3, 4], &opts);
         assert_eq!(ds.train_sequences, vec![vec![1, 2], vec![3, 4]]);
     }
 
     #[test]
     fn a_new_session_starts_300s_after_the_sessions_first_rating() {
-        let opts = MovielensOptions {
-            train_fraction: 1.0,
-            ..loose()
-        };
+        let opts = MovielensOptions { train_fraction: 1.0, ..loose() };
         // 0, 200, 350: 350 - 0 > 300 -> new session, though 350 - 200 = 150.
         let r = vec![(1, 1, 0), (1, 2, 200), (1, 3, 350)];
         let (ds, _) = run(&r, &[1, 2, 3], &opts);
         assert_eq!(ds.train_sequences, vec![vec![1, 2], vec![3]]);
         // Exactly 300 s stays in the session; the new session's start is 301.
-        let r = vec![
-            (1, 1, 0),
-            (1, 2, 300),
-            (1, 3, 301),
-            (1, 4, 601),
-            (1, 5, 602),
-        ];
+        let r = vec![(1, 1, 0), (1, 2, 300), (1, 3, 301), (1, 4, 601), (1, 5, 602)];
         let (ds, _) = run(&r, &[1, 2, 3, 4, 5], &opts);
         assert_eq!(ds.train_sequences, vec![vec![1, 2], vec![3, 4], vec![5]]);
         // Single-item sessions give no example but stay in the training sequences.
         assert_eq!(
             ds.train,
-            vec![
-                Example {
-                    prefix: vec![1],
-                    target: 2
-                },
-                Example {
-                    prefix: vec![3],
-                    target: 4
-                }
-            ]
+            vec![Example { prefix: vec![1], target: 2 }, Example { prefix: vec![3], target: 4 }]
         );
     }
 
     #[test]
     fn sessions_are_sorted_by_last_timestamp_across_users() {
-        let opts = MovielensOptions {
-            train_fraction: 1.0,
-            ..loose()
-        };
+        let opts = MovielensOptions { train_fraction: 1.0, ..loose() };
         // User 1: session ending at 1000. User 2: session ending at 500. User 3: also ending at
         // 1000 -> after user 1 (stable, user order). User 4 (listed first in the file) ends at 10.
         let r = vec![
@@ -533,10 +437,7 @@ mod tests {
             (3, 6, 1000),
         ];
         let (ds, _) = run(&r, &[1, 2, 3, 4, 5, 6, 7, 8], &opts);
-        assert_eq!(
-            ds.train_sequences,
-            vec![vec![7, 8], vec![3, 4], vec![1, 2], vec![5, 6]]
-        );
+        assert_eq!(ds.train_sequences, vec![vec![7, 8], vec![3, 4], vec![1, 2], vec![5, 6]]);
     }
 
     #[test]
@@ -549,31 +450,13 @@ mod tests {
         }
         let ids: Vec<u32> = (1..=22).collect();
         let (ds, rep) = run(&r, &ids, &loose());
-        assert_eq!(
-            (rep.n_sessions, rep.n_train_sessions, rep.n_test_sessions),
-            (11, 9, 2)
-        );
+        assert_eq!((rep.n_sessions, rep.n_train_sessions, rep.n_test_sessions), (11, 9, 2));
         assert_eq!((rep.n_train_examples, rep.n_test_examples), (9, 2));
         assert_eq!(ds.train_sequences.len(), 9);
-        assert_eq!(
-            ds.train[0],
-            Example {
-                prefix: vec![1],
-                target: 2
-            }
-        );
+        assert_eq!(ds.train[0], Example { prefix: vec![1], target: 2 });
         assert_eq!(
             ds.test,
-            vec![
-                Example {
-                    prefix: vec![19],
-                    target: 20
-                },
-                Example {
-                    prefix: vec![21],
-                    target: 22
-                }
-            ]
+            vec![Example { prefix: vec![19], target: 20 }, Example { prefix: vec![21], target: 22 }]
         );
         assert_eq!(train_count(77_674, 0.9), 69_906);
         assert_eq!(train_count(10, 0.9), 9);
@@ -584,29 +467,17 @@ mod tests {
     fn latin1_titles_short_titles_and_fields() {
         let d = fixture(
             &[(1, 10, 0), (1, 20, 10)],
-            &[
-                (10, b"Caf\xe9 (Le) (1990)"),
-                (20, b"Nothing In Brackets"),
-                (30, b"Unrated (2000)"),
-            ],
+            &[(10, b"Caf\xe9 (Le) (1990)"), (20, b"Nothing In Brackets"), (30, b"Unrated (2000)")],
         );
-        let (ds, _) = read_movielens_with(
-            d.path(),
-            &MovielensOptions {
-                min_ratings: 1,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let (ds, _) =
+            read_movielens_with(d.path(), &MovielensOptions { min_ratings: 1, ..Default::default() })
+                .unwrap();
         let it = ds.catalog.get(1).unwrap();
         assert_eq!(it.title, "Café (Le) (1990)");
         assert_eq!(it.prompt_title, "Café");
         assert_eq!(
             it.fields,
-            vec![
-                ("movie_id".into(), "10".into()),
-                ("genres".into(), "Drama|Comedy".into())
-            ]
+            vec![("movie_id".into(), "10".into()), ("genres".into(), "Drama|Comedy".into())]
         );
         assert_eq!(ds.catalog.prompt_title(2), "Nothing In Brackets");
         assert_eq!(ds.n_items(), 2);
@@ -618,28 +489,14 @@ mod tests {
     #[test]
     fn read_movielens_uses_the_defaults() {
         // Movie 1 has 5 ratings, movie 2 only 2: it is dropped.
-        let r = vec![
-            (1, 1, 0),
-            (1, 2, 10),
-            (1, 1, 20),
-            (2, 1, 0),
-            (2, 1, 100),
-            (2, 2, 100),
-            (3, 1, 0),
-        ];
+        let r = vec![(1, 1, 0), (1, 2, 10), (1, 1, 20), (2, 1, 0), (2, 1, 100), (2, 2, 100), (3, 1, 0)];
         let d = fixture(&r, &[(1, b"A (1)"), (2, b"B (2)")]);
         let ds = read_movielens(d.path()).unwrap();
         assert_eq!(ds.name, "ml-1m");
         assert_eq!(ds.n_items(), 1);
         // Sessions: user 1 [1,1] (ends 20), user 2 [1,1] (ends 100): floor(0.9*2) = 1 train.
         assert_eq!(ds.train_sequences, vec![vec![1, 1]]);
-        assert_eq!(
-            ds.test,
-            vec![Example {
-                prefix: vec![1],
-                target: 1
-            }]
-        );
+        assert_eq!(ds.test, vec![Example { prefix: vec![1], target: 1 }]);
     }
 
     #[test]
@@ -650,20 +507,14 @@ mod tests {
         std::fs::write(&mp, "1::A (1)::Drama\n").unwrap();
         let cases: [(&str, &str); 4] = [
             ("1::1::3::0\n1::1::3\n", ":2: expected 4 fields"),
-            (
-                "1::1::3::0\n\n1::x::3::5\n",
-                ":3: MovieID: expected an integer, found \"x\"",
-            ),
+            ("1::1::3::0\n\n1::x::3::5\n", ":3: MovieID: expected an integer, found \"x\""),
             ("1::1::3::0::9\n", ":1: expected 4 fields"),
             ("1::1::3::1.5\n", ":1: Timestamp"),
         ];
         for (text, want) in cases {
             std::fs::write(&rp, text).unwrap();
             let err = read_movielens(d.path()).unwrap_err().to_string();
-            assert!(
-                err.contains("ratings.dat") && err.contains(want),
-                "{text:?}: {err}"
-            );
+            assert!(err.contains("ratings.dat") && err.contains(want), "{text:?}: {err}");
         }
         std::fs::write(&rp, "1::1::3::0\n1::1::3::5\n").unwrap();
         std::fs::write(&mp, "1::A (1)::Drama\nfoo\n").unwrap();
@@ -674,25 +525,14 @@ mod tests {
         assert!(err.contains("movies.dat:1: MovieID"), "{err}");
         // A kept movie missing from movies.dat.
         std::fs::write(&mp, "2::B (1)::Drama\n").unwrap();
-        let err = read_movielens_with(d.path(), &loose())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("movies.dat") && err.contains("movie id 1"),
-            "{err}"
-        );
+        let err = read_movielens_with(d.path(), &loose()).unwrap_err().to_string();
+        assert!(err.contains("movies.dat") && err.contains("movie id 1"), "{err}");
         // Duplicate movie line.
         std::fs::write(&mp, "1::A (1)::Drama\n1::A (1)::Drama\n").unwrap();
-        assert!(read_movielens_with(d.path(), &loose())
-            .unwrap_err()
-            .to_string()
-            .contains("more than once"));
+        assert!(read_movielens_with(d.path(), &loose()).unwrap_err().to_string().contains("more than once"));
         // Missing file.
         std::fs::remove_file(&rp).unwrap();
-        assert!(matches!(
-            read_movielens(d.path()),
-            Err(DataError::Io { .. })
-        ));
+        assert!(matches!(read_movielens(d.path()), Err(DataError::Io { .. })));
     }
 
     #[test]
@@ -700,14 +540,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join(RATINGS), "1::1::3::0\r\n1::2::3::5\r\n").unwrap();
         std::fs::write(d.path().join(MOVIES), "1::A (1)::Drama\r\n2::B::Comedy\r\n").unwrap();
-        let (ds, _) = read_movielens_with(
-            d.path(),
-            &MovielensOptions {
-                train_fraction: 1.0,
-                ..loose()
-            },
-        )
-        .unwrap();
+        let (ds, _) =
+            read_movielens_with(d.path(), &MovielensOptions { train_fraction: 1.0, ..loose() }).unwrap();
         assert_eq!(ds.catalog.get(2).unwrap().field("genres"), Some("Comedy"));
         assert_eq!(ds.train_sequences, vec![vec![1, 2]]);
     }

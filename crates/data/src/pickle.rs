@@ -51,10 +51,7 @@ fn type_name(v: &Value) -> &'static str {
 fn as_seq<'a>(path: &Path, what: &str, v: &'a Value) -> Result<&'a [Value]> {
     match v {
         Value::List(items) | Value::Tuple(items) => Ok(items),
-        other => Err(shape_error(
-            path,
-            format!("{what}: expected a list, found {}", type_name(other)),
-        )),
+        other => Err(shape_error(path, format!("{what}: expected a list, found {}", type_name(other)))),
     }
 }
 
@@ -63,30 +60,17 @@ fn as_id(path: &Path, what: &str, v: &Value) -> Result<u32> {
     match v {
         Value::I64(i) => {
             if *i == 0 {
-                Err(shape_error(
-                    path,
-                    format!("{what}: item id 0 is padding (ids start at 1)"),
-                ))
+                Err(shape_error(path, format!("{what}: item id 0 is padding (ids start at 1)")))
             } else if *i < 0 || *i > u32::MAX as i64 {
-                Err(shape_error(
-                    path,
-                    format!("{what}: item id {i} out of range"),
-                ))
+                Err(shape_error(path, format!("{what}: item id {i} out of range")))
             } else {
                 Ok(*i as u32)
             }
         }
-        Value::Int(big) => Err(shape_error(
-            path,
-            format!("{what}: item id {big} out of range"),
-        )),
-        other => Err(shape_error(
-            path,
-            format!(
-                "{what}: expected an integer item id, found {}",
-                type_name(other)
-            ),
-        )),
+        Value::Int(big) => Err(shape_error(path, format!("{what}: item id {big} out of range"))),
+        other => {
+            Err(shape_error(path, format!("{what}: expected an integer item id, found {}", type_name(other))))
+        }
     }
 }
 
@@ -105,19 +89,13 @@ pub fn read_examples_pickle(path: &Path) -> Result<Vec<Example>> {
     if top.len() != 2 {
         return Err(shape_error(
             path,
-            format!(
-                "expected [sessions, targets] (2 elements), found {} elements",
-                top.len()
-            ),
+            format!("expected [sessions, targets] (2 elements), found {} elements", top.len()),
         ));
     }
     let sessions = as_seq(path, "sessions", &top[0])?;
     let targets = as_seq(path, "targets", &top[1])?;
     if sessions.len() != targets.len() {
-        return Err(shape_error(
-            path,
-            format!("{} sessions but {} targets", sessions.len(), targets.len()),
-        ));
+        return Err(shape_error(path, format!("{} sessions but {} targets", sessions.len(), targets.len())));
     }
     let mut out = Vec::with_capacity(sessions.len());
     for (i, (s, t)) in sessions.iter().zip(targets).enumerate() {
@@ -157,14 +135,10 @@ pub fn read_pickle_dataset(dir: &Path, items_tsv: Option<&Path>) -> Result<Datas
     let train_sequences = if seq_path.exists() {
         read_sequences_pickle(&seq_path)?
     } else {
-        train
-            .iter()
-            .map(|e| e.prefix.iter().copied().chain([e.target]).collect())
-            .collect()
+        train.iter().map(|e| e.prefix.iter().copied().chain([e.target]).collect()).collect()
     };
     let default_items = dir.join(crate::tsv::ITEMS);
-    let items_path =
-        items_tsv.or_else(|| default_items.exists().then_some(default_items.as_path()));
+    let items_path = items_tsv.or_else(|| default_items.exists().then_some(default_items.as_path()));
     let catalog = match items_path {
         Some(p) => crate::tsv::read_items(p)?,
         None => {
@@ -184,15 +158,8 @@ pub fn read_pickle_dataset(dir: &Path, items_tsv: Option<&Path>) -> Result<Datas
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "dataset".into());
-    let ds = Dataset {
-        name,
-        catalog,
-        train,
-        test,
-        train_sequences,
-    };
-    ds.validate()
-        .map_err(|e| DataError::Other(format!("{}: {e}", dir.display())))?;
+    let ds = Dataset { name, catalog, train, test, train_sequences };
+    ds.validate().map_err(|e| DataError::Other(format!("{}: {e}", dir.display())))?;
     Ok(ds)
 }
 
@@ -212,11 +179,7 @@ mod tests {
             .arg(path)
             .status()
             .expect("python3 is needed to write pickle fixtures");
-        assert!(
-            status.success(),
-            "python3 failed writing {}",
-            path.display()
-        );
+        assert!(status.success(), "python3 failed writing {}", path.display());
     }
 
     #[test]
@@ -229,38 +192,20 @@ mod tests {
             assert_eq!(
                 ex,
                 vec![
-                    Example {
-                        prefix: vec![1, 2],
-                        target: 3
-                    },
-                    Example {
-                        prefix: vec![3],
-                        target: 4
-                    },
-                    Example {
-                        prefix: vec![2, 3, 4],
-                        target: 5
-                    },
+                    Example { prefix: vec![1, 2], target: 3 },
+                    Example { prefix: vec![3], target: 4 },
+                    Example { prefix: vec![2, 3, 4], target: 5 },
                 ],
                 "protocol {protocol}"
             );
             // A tuple of tuples is accepted too (some preprocessors pickle tuples).
             let p = d.path().join("tuple.txt");
             pickle_to(&p, "(((7, 8),), (9,))", protocol);
-            assert_eq!(
-                read_examples_pickle(&p).unwrap(),
-                vec![Example {
-                    prefix: vec![7, 8],
-                    target: 9
-                }]
-            );
+            assert_eq!(read_examples_pickle(&p).unwrap(), vec![Example { prefix: vec![7, 8], target: 9 }]);
 
             let p = d.path().join("all_train_seq.txt");
             pickle_to(&p, "[[1, 2, 3], [4], [100000, 70000]]", protocol);
-            assert_eq!(
-                read_sequences_pickle(&p).unwrap(),
-                vec![vec![1, 2, 3], vec![4], vec![100000, 70000]]
-            );
+            assert_eq!(read_sequences_pickle(&p).unwrap(), vec![vec![1, 2, 3], vec![4], vec![100000, 70000]]);
         }
     }
 
@@ -273,13 +218,7 @@ mod tests {
         let ds = read_pickle_dataset(d.path(), None).unwrap();
         assert_eq!(ds.n_items(), 4);
         assert_eq!(ds.train_sequences, vec![vec![1, 2, 3], vec![2, 3]]);
-        assert_eq!(
-            ds.test,
-            vec![Example {
-                prefix: vec![3, 1],
-                target: 4
-            }]
-        );
+        assert_eq!(ds.test, vec![Example { prefix: vec![3, 1], target: 4 }]);
         assert!(!ds.catalog.has_titles());
 
         pickle_to(&d.path().join(SEQUENCES), "[[1, 2, 3], [2, 3], [5]]", 2);
@@ -292,9 +231,7 @@ mod tests {
 
         // An items file too small for the ids is rejected by validation.
         std::fs::write(&items, "item_id\ttitle\n1\tA\n2\tB\n").unwrap();
-        let err = read_pickle_dataset(d.path(), Some(&items))
-            .unwrap_err()
-            .to_string();
+        let err = read_pickle_dataset(d.path(), Some(&items)).unwrap_err().to_string();
         assert!(err.contains("outside 1..=2"), "{err}");
     }
 
@@ -308,10 +245,7 @@ mod tests {
         let truncated = d.path().join("truncated.txt");
         std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
         let err = read_examples_pickle(&truncated).unwrap_err().to_string();
-        assert!(
-            err.contains("truncated.txt") && err.contains("pickle"),
-            "{err}"
-        );
+        assert!(err.contains("truncated.txt") && err.contains("pickle"), "{err}");
 
         let garbage = d.path().join("garbage.txt");
         std::fs::write(&garbage, b"1 2 3\t4\nthis is not a pickle\n").unwrap();
@@ -320,16 +254,10 @@ mod tests {
 
         let empty = d.path().join("empty.txt");
         std::fs::write(&empty, b"").unwrap();
-        assert!(read_sequences_pickle(&empty)
-            .unwrap_err()
-            .to_string()
-            .contains("empty file"));
+        assert!(read_sequences_pickle(&empty).unwrap_err().to_string().contains("empty file"));
 
         let missing = d.path().join("missing.txt");
-        assert!(matches!(
-            read_examples_pickle(&missing),
-            Err(DataError::Io { .. })
-        ));
+        assert!(matches!(read_examples_pickle(&missing), Err(DataError::Io { .. })));
     }
 
     #[test]
@@ -340,10 +268,7 @@ mod tests {
             ("{'a': 1}", "expected a list, found dict"),
             ("[[[1, 2]], [3], [4]]", "3 elements"),
             ("[[[1, 2], [3]], [4]]", "2 sessions but 1 targets"),
-            (
-                "[[[1, 'a']], [4]]",
-                "sessions[0][1]: expected an integer item id, found str",
-            ),
+            ("[[[1, 'a']], [4]]", "sessions[0][1]: expected an integer item id, found str"),
             ("[[[1, 0]], [4]]", "sessions[0][1]: item id 0 is padding"),
             ("[[[1, 2]], [0]]", "targets[0]: item id 0 is padding"),
             ("[[[1, -3]], [4]]", "item id -3 out of range"),
@@ -359,14 +284,8 @@ mod tests {
         }
         pickle_to(&p, "[[1, 2], 3]", 2);
         let err = read_sequences_pickle(&p).unwrap_err().to_string();
-        assert!(
-            err.contains("sessions[1]: expected a list, found int"),
-            "{err}"
-        );
+        assert!(err.contains("sessions[1]: expected a list, found int"), "{err}");
         pickle_to(&p, "[[1, 0]]", 2);
-        assert!(read_sequences_pickle(&p)
-            .unwrap_err()
-            .to_string()
-            .contains("padding"));
+        assert!(read_sequences_pickle(&p).unwrap_err().to_string().contains("padding"));
     }
 }
