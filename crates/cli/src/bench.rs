@@ -84,14 +84,7 @@ pub fn train(a: &BenchTrainArgs) -> Result<()> {
         if n < n_epoch { " (extrapolated)" } else { "" }
     );
     println!("examples/s         {:.0}", examples as f64 / timed);
-    println!(
-        "evaluate test      {:.2} s ({} examples)",
-        eval_s,
-        ds.test.len()
-    );
-    println!(
-        "peak RSS           {:.0} MB",
-        peak_rss_mb().unwrap_or(f64::NAN)
-    );
+    println!("evaluate test      {:.2} s ({} examples)", eval_s, ds.test.len());
+    println!("peak RSS           {:.0} MB", peak_rss_mb().unwrap_or(f64::NAN));
     Ok(())
 }

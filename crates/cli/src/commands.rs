@@ -23,12 +23,9 @@ pub enum DownloadSource {
 pub fn import(a: &ImportArgs) -> Result<()> {
     let ds = match a.format {
         ImportFormat::Tsv => tsv::read_dataset(&a.input)?,
-        ImportFormat::Pickle => {
-            dmsrec_data::pickle::read_pickle_dataset(&a.input, a.items.as_deref())?
-        }
+        ImportFormat::Pickle => dmsrec_data::pickle::read_pickle_dataset(&a.input, a.items.as_deref())?,
         ImportFormat::Ml1m => {
-            let (ds, report) =
-                dmsrec_data::movielens::read_movielens_with(&a.input, &Default::default())?;
+            let (ds, report) = dmsrec_data::movielens::read_movielens_with(&a.input, &Default::default())?;
             println!("{report:?}");
             ds
         }
@@ -67,10 +64,7 @@ pub fn stats(data: &Path) -> Result<()> {
 }
 
 pub fn synth(out: &Path, seed: u64) -> Result<()> {
-    let ds = dmsrec_data::synth::generate(&dmsrec_data::synth::SynthConfig {
-        seed,
-        ..Default::default()
-    });
+    let ds = dmsrec_data::synth::generate(&dmsrec_data::synth::SynthConfig { seed, ..Default::default() });
     tsv::write_dataset(out, &ds)?;
     println!("wrote {}", out.display());
     print_stats(&ds);
@@ -89,7 +83,9 @@ pub fn download(source: DownloadSource, dir: &Path, base_url: Option<String>) ->
     let next = match source {
         Source::Ml1m => format!("--format ml1m --input {}", dir.display()),
         Source::Beauty => match report.data_files.as_slice() {
-            [reviews, meta, ..] => format!("--format amazon --input {} --meta {}", reviews.display(), meta.display()),
+            [reviews, meta, ..] => {
+                format!("--format amazon --input {} --meta {}", reviews.display(), meta.display())
+            }
             _ => format!("--format amazon --input {}", dir.display()),
         },
     };
@@ -99,12 +95,7 @@ pub fn download(source: DownloadSource, dir: &Path, base_url: Option<String>) ->
 
 pub fn model_config(name: &str, n_items: usize, dim: usize, step: usize) -> Result<ModelConfig> {
     match name {
-        "srgnn" => Ok(ModelConfig::Srgnn(SrGnnConfig {
-            n_items,
-            dim,
-            step,
-            nonhybrid: false,
-        })),
+        "srgnn" => Ok(ModelConfig::Srgnn(SrGnnConfig { n_items, dim, step, nonhybrid: false })),
         other => bail!("unknown model {other:?} (available: srgnn)"),
     }
 }
@@ -113,10 +104,7 @@ pub fn train_config(a: &TrainArgs) -> TrainConfig {
     let schedule = match a.schedule {
         ScheduleArg::Step => Schedule::paper(),
         ScheduleArg::Constant => Schedule::Constant,
-        ScheduleArg::Cosine => Schedule::Cosine {
-            epochs: a.epochs,
-            min_ratio: 0.01,
-        },
+        ScheduleArg::Cosine => Schedule::Cosine { epochs: a.epochs, min_ratio: 0.01 },
     };
     let mut cfg = TrainConfig {
         epochs: a.epochs,
@@ -146,9 +134,7 @@ pub fn train_one(
     std::fs::create_dir_all(run_dir)?;
     let ck = CheckpointConfig {
         model: model_cfg.clone(),
-        data: data_dir
-            .canonicalize()
-            .unwrap_or_else(|_| data_dir.to_path_buf()),
+        data: data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_path_buf()),
         dataset: ds.name.clone(),
         train: cfg.clone(),
         protocol,
@@ -211,14 +197,7 @@ pub fn train(a: &TrainArgs) -> Result<Vec<RunResult>> {
     };
     let mut results = Vec::new();
     for p in protocols {
-        results.push(train_one(
-            &ds,
-            &a.data,
-            &model_cfg,
-            &cfg,
-            p,
-            &protocol_dir(&a.out, p),
-        )?);
+        results.push(train_one(&ds, &a.data, &model_cfg, &cfg, p, &protocol_dir(&a.out, p))?);
     }
     if let Some(path) = &a.results {
         write_results(path, a, &ds, &results)?;
@@ -259,9 +238,7 @@ fn write_results(path: &Path, a: &TrainArgs, ds: &Dataset, results: &[RunResult]
 }
 
 fn dataset_of(cfg: &CheckpointConfig, data: Option<&Path>) -> Result<(PathBuf, Dataset)> {
-    let dir = data
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| cfg.data.clone());
+    let dir = data.map(Path::to_path_buf).unwrap_or_else(|| cfg.data.clone());
     let ds = tsv::read_dataset(&dir)
         .with_context(|| format!("reading the checkpoint's dataset {}", dir.display()))?;
     if ds.n_items() != cfg.model.n_items() {
@@ -280,12 +257,7 @@ pub fn evaluate(ckpt: &Path, data: Option<&Path>) -> Result<()> {
     let (dir, ds) = dataset_of(&cfg, data)?;
     let ranks = evaluate_ranks(model.as_ref(), &ds.test, cfg.train.eval_batch_size)?;
     let m = Metrics::from_ranks(&ranks);
-    println!(
-        "{} on {} ({} test examples)",
-        model.name(),
-        dir.display(),
-        ds.test.len()
-    );
+    println!("{} on {} ({} test examples)", model.name(), dir.display(), ds.test.len());
     println!("{}", m.paper_line());
     println!(
         "NDCG@5 {:.4}  NDCG@10 {:.4}  NDCG@20 {:.4}",
@@ -301,10 +273,7 @@ pub fn parse_session(text: &str, n_items: usize) -> Result<Vec<u32>> {
     let ids: Vec<u32> = text
         .split(|c: char| c.is_whitespace() || c == ',')
         .filter(|t| !t.is_empty())
-        .map(|t| {
-            t.parse::<u32>()
-                .with_context(|| format!("--session: {t:?} is not an item id"))
-        })
+        .map(|t| t.parse::<u32>().with_context(|| format!("--session: {t:?} is not an item id")))
         .collect::<Result<_>>()?;
     if ids.is_empty() {
         bail!("--session is empty");
@@ -337,11 +306,7 @@ pub fn recommend(ckpt: &Path, session: &str, k: usize, data: Option<&Path>) -> R
     }
     println!("top {k}:");
     for (rank, (id, score)) in top_k(model.as_ref(), &ids, k)?.into_iter().enumerate() {
-        println!(
-            "  {:>2}. {id:>6}  {score:>8.4}  {}",
-            rank + 1,
-            ds.catalog.title(id)
-        );
+        println!("  {:>2}. {id:>6}  {score:>8.4}  {}", rank + 1, ds.catalog.title(id));
     }
     Ok(())
 }

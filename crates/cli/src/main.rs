@@ -221,16 +221,12 @@ fn main() -> Result<()> {
         Command::Data(DataCommand::Import(a)) => commands::import(&a),
         Command::Data(DataCommand::Stats { data }) => commands::stats(&data),
         Command::Data(DataCommand::Synth { out, seed }) => commands::synth(&out, seed),
-        Command::Data(DataCommand::Download {
-            source,
-            dir,
-            base_url,
-        }) => commands::download(source, &dir, base_url),
+        Command::Data(DataCommand::Download { source, dir, base_url }) => {
+            commands::download(source, &dir, base_url)
+        }
         Command::Train(a) => commands::train(&a).map(|_| ()),
         Command::Evaluate(a) => commands::evaluate(&a.checkpoint, a.data.as_deref()),
-        Command::Recommend(a) => {
-            commands::recommend(&a.checkpoint, &a.session, a.k, a.data.as_deref())
-        }
+        Command::Recommend(a) => commands::recommend(&a.checkpoint, &a.session, a.k, a.data.as_deref()),
         Command::Demo(a) => demo::run(&a),
         Command::Bench(BenchCommand::Train(a)) => bench::train(&a),
     }

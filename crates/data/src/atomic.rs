@@ -25,11 +25,8 @@ where
         fill(&mut w).map_err(|e| DataError::io(path, e))?;
         w.flush().map_err(|e| DataError::io(path, e))?;
     }
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| DataError::io(path, e))?;
-    tmp.persist(path)
-        .map_err(|e| DataError::io(path, e.error))?;
+    tmp.as_file().sync_all().map_err(|e| DataError::io(path, e))?;
+    tmp.persist(path).map_err(|e| DataError::io(path, e.error))?;
     Ok(())
 }
 

@@ -41,18 +41,11 @@ pub struct ItemInfo {
 impl ItemInfo {
     pub fn new(title: impl Into<String>) -> Self {
         let title = title.into();
-        Self {
-            prompt_title: title.clone(),
-            title,
-            fields: Vec::new(),
-        }
+        Self { prompt_title: title.clone(), title, fields: Vec::new() }
     }
 
     pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -69,9 +62,7 @@ impl Catalog {
 
     /// A catalog of `n` items without titles (for data that comes without metadata).
     pub fn untitled(n: usize) -> Self {
-        Self {
-            items: vec![ItemInfo::default(); n],
-        }
+        Self { items: vec![ItemInfo::default(); n] }
     }
 
     pub fn n_items(&self) -> usize {
@@ -92,10 +83,7 @@ impl Catalog {
 
     /// `(id, info)` for every item, ids ascending from 1.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &ItemInfo)> {
-        self.items
-            .iter()
-            .enumerate()
-            .map(|(i, info)| (i as u32 + 1, info))
+        self.items.iter().enumerate().map(|(i, info)| (i as u32 + 1, info))
     }
 
     pub fn has_titles(&self) -> bool {
@@ -136,10 +124,7 @@ impl Dataset {
         for (split, examples) in [("train example", &self.train), ("test example", &self.test)] {
             for (i, ex) in examples.iter().enumerate() {
                 if ex.prefix.is_empty() {
-                    return Err(DataError::Invalid(format!(
-                        "{split} #{}: empty session",
-                        i + 1
-                    )));
+                    return Err(DataError::Invalid(format!("{split} #{}: empty session", i + 1)));
                 }
                 check(split, i, &mut ex.prefix.iter().copied().chain([ex.target]))?;
             }
@@ -160,17 +145,11 @@ pub fn sessions_to_examples(sessions: &[Vec<u32>], prefix_augmentation: bool) ->
     for s in sessions.iter().filter(|s| s.len() >= 2) {
         if prefix_augmentation {
             for k in 1..s.len() {
-                out.push(Example {
-                    prefix: s[..k].to_vec(),
-                    target: s[k],
-                });
+                out.push(Example { prefix: s[..k].to_vec(), target: s[k] });
             }
         } else {
             let last = s.len() - 1;
-            out.push(Example {
-                prefix: s[..last].to_vec(),
-                target: s[last],
-            });
+            out.push(Example { prefix: s[..last].to_vec(), target: s[last] });
         }
     }
     out
@@ -186,59 +165,25 @@ mod tests {
         let plain = sessions_to_examples(&sessions, false);
         assert_eq!(
             plain,
-            vec![
-                Example {
-                    prefix: vec![1, 2],
-                    target: 3
-                },
-                Example {
-                    prefix: vec![5],
-                    target: 6
-                }
-            ]
+            vec![Example { prefix: vec![1, 2], target: 3 }, Example { prefix: vec![5], target: 6 }]
         );
         let aug = sessions_to_examples(&sessions, true);
         assert_eq!(aug.len(), 3);
-        assert_eq!(
-            aug[0],
-            Example {
-                prefix: vec![1],
-                target: 2
-            }
-        );
-        assert_eq!(
-            aug[1],
-            Example {
-                prefix: vec![1, 2],
-                target: 3
-            }
-        );
+        assert_eq!(aug[0], Example { prefix: vec![1], target: 2 });
+        assert_eq!(aug[1], Example { prefix: vec![1, 2], target: 3 });
     }
 
     #[test]
     fn validate_rejects_padding_and_out_of_range() {
         let mut d = Dataset {
             catalog: Catalog::untitled(3),
-            train: vec![Example {
-                prefix: vec![1, 2],
-                target: 3,
-            }],
+            train: vec![Example { prefix: vec![1, 2], target: 3 }],
             ..Default::default()
         };
         assert!(d.validate().is_ok());
-        d.test.push(Example {
-            prefix: vec![0],
-            target: 1,
-        });
-        assert!(d
-            .validate()
-            .unwrap_err()
-            .to_string()
-            .contains("test example #1"));
-        d.test[0] = Example {
-            prefix: vec![1],
-            target: 4,
-        };
+        d.test.push(Example { prefix: vec![0], target: 1 });
+        assert!(d.validate().unwrap_err().to_string().contains("test example #1"));
+        d.test[0] = Example { prefix: vec![1], target: 4 };
         assert!(d.validate().is_err());
     }
 

@@ -31,22 +31,13 @@ pub fn stats(ds: &Dataset) -> Stats {
         prev = Some(e);
     }
     let n_examples = ds.train.len() + ds.test.len();
-    let total_len: usize = ds
-        .train
-        .iter()
-        .chain(&ds.test)
-        .map(|e| e.prefix.len() + 1)
-        .sum();
+    let total_len: usize = ds.train.iter().chain(&ds.test).map(|e| e.prefix.len() + 1).sum();
     Stats {
         train: ds.train.len(),
         test: ds.test.len(),
         clicks: train_clicks + test_clicks,
         items: ds.n_items(),
-        avg_length: if n_examples == 0 {
-            0.0
-        } else {
-            total_len as f64 / n_examples as f64
-        },
+        avg_length: if n_examples == 0 { 0.0 } else { total_len as f64 / n_examples as f64 },
     }
 }
 
@@ -59,24 +50,12 @@ mod tests {
     fn counts_augmented_test_sessions_once() {
         let ds = Dataset {
             catalog: Catalog::untitled(9),
-            train: vec![Example {
-                prefix: vec![1, 2],
-                target: 3,
-            }],
+            train: vec![Example { prefix: vec![1, 2], target: 3 }],
             train_sequences: vec![vec![1, 2, 3], vec![4]],
             test: vec![
-                Example {
-                    prefix: vec![5],
-                    target: 6,
-                },
-                Example {
-                    prefix: vec![5, 6],
-                    target: 7,
-                },
-                Example {
-                    prefix: vec![8],
-                    target: 9,
-                },
+                Example { prefix: vec![5], target: 6 },
+                Example { prefix: vec![5, 6], target: 7 },
+                Example { prefix: vec![8], target: 9 },
             ],
             ..Default::default()
         };

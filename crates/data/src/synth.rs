@@ -122,54 +122,18 @@ const TRAVEL: usize = 10;
 const CATEGORIES: &[CategoryDef] = &[
     CategoryDef {
         name: "Outdoor",
-        brands: &[
-            "Northpeak",
-            "Trailwise",
-            "Embercamp",
-            "Larchwood",
-            "Ridgeway Gear",
-        ],
+        brands: &["Northpeak", "Trailwise", "Embercamp", "Larchwood", "Ridgeway Gear"],
     },
-    CategoryDef {
-        name: "Sports",
-        brands: &["Stridewell", "Corefit", "Pacelane", "Ironvale", "Kinetiq"],
-    },
-    CategoryDef {
-        name: "Kitchen",
-        brands: &["Hearthly", "Copperleaf", "Panterra", "Oakmill", "Saltgrove"],
-    },
-    CategoryDef {
-        name: "Pantry",
-        brands: &["Millbrook", "Greenfold", "Sunhollow", "Wildacre"],
-    },
-    CategoryDef {
-        name: "Beauty",
-        brands: &["Rosalune", "Aurelle", "Dewbloom", "Linnea", "Saltmoss"],
-    },
-    CategoryDef {
-        name: "Electronics",
-        brands: &["Voltix", "Lumina", "Pixelon", "Nexora", "Wrenwave"],
-    },
-    CategoryDef {
-        name: "Home Office",
-        brands: &["Deskwell", "Ergonova", "Quillmark", "Stacksmith"],
-    },
-    CategoryDef {
-        name: "Toys",
-        brands: &["Tinkerbee", "Puddlejump", "Brightblock", "Marblewood"],
-    },
-    CategoryDef {
-        name: "Books",
-        brands: &["Foxglove Press", "Lanternhouse", "Bramble Books"],
-    },
-    CategoryDef {
-        name: "Garden",
-        brands: &["Fernhollow", "Rootwell", "Sproutly", "Mossgate"],
-    },
-    CategoryDef {
-        name: "Travel",
-        brands: &["Roamly", "Jetwell", "Atlas & Oak", "Globetrot"],
-    },
+    CategoryDef { name: "Sports", brands: &["Stridewell", "Corefit", "Pacelane", "Ironvale", "Kinetiq"] },
+    CategoryDef { name: "Kitchen", brands: &["Hearthly", "Copperleaf", "Panterra", "Oakmill", "Saltgrove"] },
+    CategoryDef { name: "Pantry", brands: &["Millbrook", "Greenfold", "Sunhollow", "Wildacre"] },
+    CategoryDef { name: "Beauty", brands: &["Rosalune", "Aurelle", "Dewbloom", "Linnea", "Saltmoss"] },
+    CategoryDef { name: "Electronics", brands: &["Voltix", "Lumina", "Pixelon", "Nexora", "Wrenwave"] },
+    CategoryDef { name: "Home Office", brands: &["Deskwell", "Ergonova", "Quillmark", "Stacksmith"] },
+    CategoryDef { name: "Toys", brands: &["Tinkerbee", "Puddlejump", "Brightblock", "Marblewood"] },
+    CategoryDef { name: "Books", brands: &["Foxglove Press", "Lanternhouse", "Bramble Books"] },
+    CategoryDef { name: "Garden", brands: &["Fernhollow", "Rootwell", "Sproutly", "Mossgate"] },
+    CategoryDef { name: "Travel", brands: &["Roamly", "Jetwell", "Atlas & Oak", "Globetrot"] },
 ];
 
 /// One product kind. Titles are "{brand} {variant} {noun}, {attr}", or for books
@@ -187,12 +151,7 @@ const fn k(
     variants: &'static [&'static str],
     attrs: &'static [&'static str],
 ) -> KindDef {
-    KindDef {
-        noun,
-        cat,
-        variants,
-        attrs,
-    }
+    KindDef { noun, cat, variants, attrs }
 }
 
 const COLOURS_OUT: &[&str] = &["Green", "Orange", "Grey"];
@@ -466,11 +425,7 @@ const MISSIONS: &[MissionDef] = &[
         intent: "taking care of their hair",
         peak: 0.6,
         amp: 0.1,
-        stages: &[
-            (&["Shampoo"], 0.9),
-            (&["Conditioner"], 0.7),
-            (&["Hair Dryer"], 0.4),
-        ],
+        stages: &[(&["Shampoo"], 0.9), (&["Conditioner"], 0.7), (&["Hair Dryer"], 0.4)],
     },
     MissionDef {
         intent: "setting up a home office",
@@ -539,15 +494,7 @@ const MISSIONS: &[MissionDef] = &[
         peak: 0.5,
         amp: 0.0,
         stages: &[
-            (
-                &[
-                    "Building Blocks Set",
-                    "Remote Control Car",
-                    "Wooden Train Set",
-                    "Plush Toy",
-                ],
-                0.95,
-            ),
+            (&["Building Blocks Set", "Remote Control Car", "Wooden Train Set", "Plush Toy"], 0.95),
             (&["Board Game"], 0.4),
             (&["Art Kit"], 0.4),
             (&["Picture Book"], 0.4),
@@ -558,11 +505,7 @@ const MISSIONS: &[MissionDef] = &[
         intent: "planning a family game night",
         peak: 0.9,
         amp: 0.5,
-        stages: &[
-            (&["Board Game"], 0.95),
-            (&["Card Game"], 0.5),
-            (&["Jigsaw Puzzle"], 0.45),
-        ],
+        stages: &[(&["Board Game"], 0.95), (&["Card Game"], 0.5), (&["Jigsaw Puzzle"], 0.45)],
     },
     MissionDef {
         intent: "packing for a holiday abroad",
@@ -712,11 +655,8 @@ fn build_shop(cfg: &SynthConfig, rng: &mut ChaCha8Rng) -> (Shop, Catalog) {
     let mut titles: HashSet<String> = HashSet::with_capacity(n);
     for (ki, kind) in KINDS.iter().enumerate() {
         let brands = CATEGORIES[kind.cat].brands;
-        let attrs: Vec<Option<&str>> = if kind.attrs.is_empty() {
-            vec![None]
-        } else {
-            kind.attrs.iter().map(|a| Some(*a)).collect()
-        };
+        let attrs: Vec<Option<&str>> =
+            if kind.attrs.is_empty() { vec![None] } else { kind.attrs.iter().map(|a| Some(*a)).collect() };
         let mut combos: Vec<(usize, usize, usize)> = Vec::new();
         for b in 0..brands.len() {
             for v in 0..kind.variants.len() {
@@ -744,11 +684,7 @@ fn build_shop(cfg: &SynthConfig, rng: &mut ChaCha8Rng) -> (Shop, Catalog) {
             brand_uses[b] += 1;
             variant_uses[v] += 1;
             let base = title_of(kind, brands[b], kind.variants[v], attrs[a]);
-            let mut title = if round == 0 {
-                base.clone()
-            } else {
-                format!("{base} (Gen {})", round + 1)
-            };
+            let mut title = if round == 0 { base.clone() } else { format!("{base} (Gen {})", round + 1) };
             let mut extra = round + 1;
             while titles.contains(&title) {
                 extra += 1;
@@ -769,10 +705,7 @@ fn build_shop(cfg: &SynthConfig, rng: &mut ChaCha8Rng) -> (Shop, Catalog) {
         let kind = &KINDS[ki];
         let mut info = ItemInfo::new(title);
         info.fields = vec![
-            (
-                "category".to_string(),
-                CATEGORIES[kind.cat].name.to_string(),
-            ),
+            ("category".to_string(), CATEGORIES[kind.cat].name.to_string()),
             ("brand".to_string(), brand.to_string()),
             ("kind".to_string(), kind.noun.to_string()),
         ];
@@ -794,11 +727,8 @@ fn build_shop(cfg: &SynthConfig, rng: &mut ChaCha8Rng) -> (Shop, Catalog) {
             m.stages
                 .iter()
                 .map(|(alts, p)| {
-                    let ks: Vec<usize> = alts
-                        .iter()
-                        .map(|a| index[a])
-                        .filter(|&k| !kind_items[k].is_empty())
-                        .collect();
+                    let ks: Vec<usize> =
+                        alts.iter().map(|a| index[a]).filter(|&k| !kind_items[k].is_empty()).collect();
                     (ks, *p)
                 })
                 .filter(|(ks, _)| !ks.is_empty())
@@ -809,11 +739,8 @@ fn build_shop(cfg: &SynthConfig, rng: &mut ChaCha8Rng) -> (Shop, Catalog) {
     ranks.shuffle(rng);
     // Mission popularity: Zipf over a random rank order (missions without items never happen).
     let zipf = |r: usize| 1.0 / ((r + 1) as f64).powf(MISSION_ZIPF);
-    let mission_weight = ranks
-        .iter()
-        .zip(&missions)
-        .map(|(&r, st)| if st.is_empty() { 0.0 } else { zipf(r) })
-        .collect();
+    let mission_weight =
+        ranks.iter().zip(&missions).map(|(&r, st)| if st.is_empty() { 0.0 } else { zipf(r) }).collect();
     let mut acc = 0.0;
     let cum_weight = items
         .iter()
@@ -822,16 +749,7 @@ fn build_shop(cfg: &SynthConfig, rng: &mut ChaCha8Rng) -> (Shop, Catalog) {
             acc
         })
         .collect();
-    (
-        Shop {
-            items,
-            kind_items,
-            missions,
-            mission_weight,
-            cum_weight,
-        },
-        Catalog::new(infos),
-    )
+    (Shop { items, kind_items, missions, mission_weight, cum_weight }, Catalog::new(infos))
 }
 
 impl Shop {
@@ -977,10 +895,7 @@ impl Shop {
                 }
                 p *= 0.6;
             }
-            if compared
-                && s.len() < target
-                && *s.last().expect("non-empty") != first
-                && rng.gen_bool(RETURN)
+            if compared && s.len() < target && *s.last().expect("non-empty") != first && rng.gen_bool(RETURN)
             {
                 s.push(first);
             }
@@ -1015,11 +930,7 @@ fn intent_names(missions: &[usize]) -> Vec<&'static str> {
 pub fn generate_with_intents(cfg: &SynthConfig) -> Generated {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let (shop, catalog) = build_shop(cfg, &mut rng);
-    let mut dataset = Dataset {
-        name: NAME.to_string(),
-        catalog,
-        ..Default::default()
-    };
+    let mut dataset = Dataset { name: NAME.to_string(), catalog, ..Default::default() };
     if cfg.n_items == 0 {
         return Generated {
             dataset,
@@ -1067,12 +978,7 @@ pub fn generate_with_intents(cfg: &SynthConfig) -> Generated {
     dataset.train = sessions_to_examples(&train, true);
     dataset.test = sessions_to_examples(&test, true);
     dataset.train_sequences = train;
-    Generated {
-        dataset,
-        train_intents,
-        test_sessions: test,
-        test_intents,
-    }
+    Generated { dataset, train_intents, test_sessions: test, test_intents }
 }
 
 #[cfg(test)]
@@ -1081,12 +987,7 @@ mod tests {
     use std::time::Instant;
 
     fn small() -> SynthConfig {
-        SynthConfig {
-            n_items: 200,
-            n_train_sessions: 1500,
-            n_test_sessions: 300,
-            ..Default::default()
-        }
+        SynthConfig { n_items: 200, n_train_sessions: 1500, n_test_sessions: 300, ..Default::default() }
     }
 
     /// Top-`k` items by count, ties by id.
@@ -1134,10 +1035,7 @@ mod tests {
         let a = generate(&cfg);
         let b = generate(&cfg);
         assert_eq!(a, b);
-        let c = generate(&SynthConfig {
-            seed: cfg.seed + 1,
-            ..cfg.clone()
-        });
+        let c = generate(&SynthConfig { seed: cfg.seed + 1, ..cfg.clone() });
         assert_ne!(a.train_sequences, c.train_sequences);
         assert_ne!(a.test, c.test);
     }
@@ -1166,11 +1064,7 @@ mod tests {
         // Every test item was seen in training.
         let train_items: HashSet<u32> = ds.train_sequences.iter().flatten().copied().collect();
         for e in &ds.test {
-            assert!(e
-                .prefix
-                .iter()
-                .chain([&e.target])
-                .all(|id| train_items.contains(id)));
+            assert!(e.prefix.iter().chain([&e.target]).all(|id| train_items.contains(id)));
         }
         // Most of the catalog is used.
         assert!(train_items.len() > 500, "{} items used", train_items.len());
@@ -1189,12 +1083,8 @@ mod tests {
     #[test]
     fn synth_ids_in_range_for_any_size() {
         for n_items in [1, 7, 40, 150, 2500] {
-            let cfg = SynthConfig {
-                n_items,
-                n_train_sessions: 300,
-                n_test_sessions: 50,
-                ..Default::default()
-            };
+            let cfg =
+                SynthConfig { n_items, n_train_sessions: 300, n_test_sessions: 50, ..Default::default() };
             let ds = generate(&cfg);
             assert_eq!(ds.n_items(), n_items);
             ds.validate().unwrap();
@@ -1202,10 +1092,7 @@ mod tests {
                 assert!(s.len() >= 2 && s.iter().all(|&id| id >= 1 && id as usize <= n_items));
             }
         }
-        let empty = generate(&SynthConfig {
-            n_items: 0,
-            ..small()
-        });
+        let empty = generate(&SynthConfig { n_items: 0, ..small() });
         assert_eq!(empty.n_items(), 0);
         assert!(empty.train.is_empty() && empty.test.is_empty());
         empty.validate().unwrap();
@@ -1225,23 +1112,12 @@ mod tests {
                 assert!(!info.title.trim().is_empty(), "item {id} has no title");
                 assert_eq!(info.prompt_title, info.title);
                 assert!(!info.title.contains(['\t', '\n']));
-                assert!(
-                    titles.insert(info.title.clone()),
-                    "duplicate title {:?}",
-                    info.title
-                );
+                assert!(titles.insert(info.title.clone()), "duplicate title {:?}", info.title);
                 for f in ["category", "brand", "kind"] {
-                    assert!(
-                        info.field(f).is_some_and(|v| !v.is_empty()),
-                        "item {id} lacks {f}"
-                    );
+                    assert!(info.field(f).is_some_and(|v| !v.is_empty()), "item {id} lacks {f}");
                 }
                 let kind = info.field("kind").unwrap();
-                assert!(
-                    info.title.contains(kind),
-                    "{:?} does not name its kind",
-                    info.title
-                );
+                assert!(info.title.contains(kind), "{:?} does not name its kind", info.title);
             }
         }
     }
@@ -1256,9 +1132,7 @@ mod tests {
             for (alts, p) in m.stages {
                 assert!(*p > 0.0 && *p <= 1.0);
                 for a in *alts {
-                    let k = *index
-                        .get(a)
-                        .unwrap_or_else(|| panic!("unknown kind {a:?} in {:?}", m.intent));
+                    let k = *index.get(a).unwrap_or_else(|| panic!("unknown kind {a:?} in {:?}", m.intent));
                     used[k] = true;
                 }
             }
@@ -1282,20 +1156,8 @@ mod tests {
     #[test]
     fn synth_titles_carry_signal() {
         let ds = generate(&SynthConfig::default());
-        let cat = |id: u32| {
-            ds.catalog
-                .get(id)
-                .and_then(|i| i.field("category"))
-                .unwrap()
-                .to_string()
-        };
-        let kind = |id: u32| {
-            ds.catalog
-                .get(id)
-                .and_then(|i| i.field("kind"))
-                .unwrap()
-                .to_string()
-        };
+        let cat = |id: u32| ds.catalog.get(id).and_then(|i| i.field("category")).unwrap().to_string();
+        let kind = |id: u32| ds.catalog.get(id).and_then(|i| i.field("kind")).unwrap().to_string();
         let (mut same_cat, mut same_kind) = (0usize, 0usize);
         for e in &ds.test {
             let c = cat(e.target);
@@ -1306,10 +1168,7 @@ mod tests {
         let n = ds.test.len() as f64;
         let (fc, fk) = (same_cat as f64 / n, same_kind as f64 / n);
         eprintln!("target category in prefix: {fc:.3}; target kind in prefix: {fk:.3}");
-        assert!(
-            fc > 0.6,
-            "target category in prefix for only {fc:.3} of test examples"
-        );
+        assert!(fc > 0.6, "target category in prefix for only {fc:.3} of test examples");
         // Kinds repeat less than categories, but often (comparisons, returns).
         assert!(fk > 0.25 && fk < fc);
     }
@@ -1319,17 +1178,11 @@ mod tests {
         let g = generate_with_intents(&small());
         let all = intents();
         for i in g.train_intents.iter().chain(&g.test_intents) {
-            assert!(
-                (1..=2).contains(&i.len()) && i.iter().all(|x| all.contains(x)),
-                "{i:?}"
-            );
+            assert!((1..=2).contains(&i.len()) && i.iter().all(|x| all.contains(x)), "{i:?}");
             assert!(i.len() == 1 || i[0] != i[1]);
         }
         let two = g.train_intents.iter().filter(|i| i.len() == 2).count();
-        assert!(
-            two > 0 && two * 3 < g.train_intents.len(),
-            "{two} two-mission sessions"
-        );
+        assert!(two > 0 && two * 3 < g.train_intents.len(), "{two} two-mission sessions");
         // A camping session's lead item is a tent (when the catalog has tents).
         let ds = &g.dataset;
         let kind = |id: u32| ds.catalog.get(id).and_then(|i| i.field("kind")).unwrap();
@@ -1342,10 +1195,6 @@ mod tests {
             .collect();
         assert!(!camping.is_empty());
         let tent_first = camping.iter().filter(|s| kind(s[0]) == "Tent").count();
-        assert!(
-            tent_first * 10 >= camping.len() * 9,
-            "{tent_first} of {} start with a tent",
-            camping.len()
-        );
+        assert!(tent_first * 10 >= camping.len() * 9, "{tent_first} of {} start with a tent", camping.len());
     }
 }

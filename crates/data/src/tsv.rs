@@ -26,9 +26,8 @@ fn read_text(path: &Path) -> Result<String> {
 fn parse_ids(path: &Path, line_no: usize, text: &str) -> Result<Vec<u32>> {
     text.split_ascii_whitespace()
         .map(|tok| {
-            tok.parse::<u32>().map_err(|_| {
-                DataError::parse(path, line_no, format!("expected an item id, found {tok:?}"))
-            })
+            tok.parse::<u32>()
+                .map_err(|_| DataError::parse(path, line_no, format!("expected an item id, found {tok:?}")))
         })
         .collect()
 }
@@ -43,11 +42,7 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
             continue;
         }
         let (prefix, target) = line.split_once('\t').ok_or_else(|| {
-            DataError::parse(
-                path,
-                line_no,
-                "expected `prefix ids<TAB>target id`, found no tab",
-            )
+            DataError::parse(path, line_no, "expected `prefix ids<TAB>target id`, found no tab")
         })?;
         let prefix = parse_ids(path, line_no, prefix)?;
         let target = parse_ids(path, line_no, target)?;
@@ -55,23 +50,12 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
             return Err(DataError::parse(path, line_no, "empty session prefix"));
         }
         if target.len() != 1 {
-            return Err(DataError::parse(
-                path,
-                line_no,
-                "expected exactly one target id",
-            ));
+            return Err(DataError::parse(path, line_no, "expected exactly one target id"));
         }
         if let Some(bad) = prefix.iter().chain(&target).find(|&&id| id == 0) {
-            return Err(DataError::parse(
-                path,
-                line_no,
-                format!("item id {bad} is padding"),
-            ));
+            return Err(DataError::parse(path, line_no, format!("item id {bad} is padding")));
         }
-        out.push(Example {
-            prefix,
-            target: target[0],
-        });
+        out.push(Example { prefix, target: target[0] });
     }
     Ok(out)
 }
@@ -99,13 +83,7 @@ pub fn read_items(path: &Path) -> Result<Catalog> {
     let mut lines = text.lines().enumerate();
     let header: Vec<&str> = match lines.next() {
         Some((_, h)) => h.split('\t').collect(),
-        None => {
-            return Err(DataError::parse(
-                path,
-                1,
-                "empty file, expected a header line",
-            ))
-        }
+        None => return Err(DataError::parse(path, 1, "empty file, expected a header line")),
     };
     let id_col = header
         .iter()
@@ -127,20 +105,14 @@ pub fn read_items(path: &Path) -> Result<Catalog> {
                 format!("expected {} columns, found {}", header.len(), cols.len()),
             ));
         }
-        let id: u32 = cols[id_col].parse().map_err(|_| {
-            DataError::parse(path, line_no, format!("bad item_id {:?}", cols[id_col]))
-        })?;
+        let id: u32 = cols[id_col]
+            .parse()
+            .map_err(|_| DataError::parse(path, line_no, format!("bad item_id {:?}", cols[id_col])))?;
         if id == 0 {
-            return Err(DataError::parse(
-                path,
-                line_no,
-                "item_id 0 is reserved for padding",
-            ));
+            return Err(DataError::parse(path, line_no, "item_id 0 is reserved for padding"));
         }
         let title = title_col.map(|c| cols[c].to_string()).unwrap_or_default();
-        let prompt_title = prompt_col
-            .map(|c| cols[c].to_string())
-            .unwrap_or_else(|| title.clone());
+        let prompt_title = prompt_col.map(|c| cols[c].to_string()).unwrap_or_else(|| title.clone());
         let fields = header
             .iter()
             .zip(&cols)
@@ -148,50 +120,28 @@ pub fn read_items(path: &Path) -> Result<Catalog> {
             .filter(|(c, _)| Some(*c) != title_col && Some(*c) != prompt_col && *c != id_col)
             .map(|(_, (k, v))| (k.to_string(), v.to_string()))
             .collect();
-        rows.push((
-            id,
-            line_no,
-            ItemInfo {
-                title,
-                prompt_title,
-                fields,
-            },
-        ));
+        rows.push((id, line_no, ItemInfo { title, prompt_title, fields }));
     }
     let n = rows.len();
     let mut items: Vec<Option<ItemInfo>> = vec![None; n];
     for (id, line_no, info) in rows {
         let slot = items.get_mut(id as usize - 1).ok_or_else(|| {
-            DataError::parse(
-                path,
-                line_no,
-                format!("item_id {id} outside 1..={n} (ids must be 1..n)"),
-            )
+            DataError::parse(path, line_no, format!("item_id {id} outside 1..={n} (ids must be 1..n)"))
         })?;
         if slot.is_some() {
-            return Err(DataError::parse(
-                path,
-                line_no,
-                format!("duplicate item_id {id}"),
-            ));
+            return Err(DataError::parse(path, line_no, format!("duplicate item_id {id}")));
         }
         *slot = Some(info);
     }
     Ok(Catalog::new(
-        items
-            .into_iter()
-            .map(|i| i.expect("every slot filled: n rows, distinct ids in 1..=n"))
-            .collect(),
+        items.into_iter().map(|i| i.expect("every slot filled: n rows, distinct ids in 1..=n")).collect(),
     ))
 }
 
 /// Reads a dataset folder; its name is the folder name.
 pub fn read_dataset(dir: &Path) -> Result<Dataset> {
     if !dir.is_dir() {
-        return Err(DataError::Other(format!(
-            "{}: not a dataset folder",
-            dir.display()
-        )));
+        return Err(DataError::Other(format!("{}: not a dataset folder", dir.display())));
     }
     let train = read_examples(&dir.join(TRAIN))?;
     let test = read_examples(&dir.join(TEST))?;
@@ -199,10 +149,7 @@ pub fn read_dataset(dir: &Path) -> Result<Dataset> {
     let train_sequences = if seq_path.exists() {
         read_sequences(&seq_path)?
     } else {
-        train
-            .iter()
-            .map(|e| e.prefix.iter().copied().chain([e.target]).collect())
-            .collect()
+        train.iter().map(|e| e.prefix.iter().copied().chain([e.target]).collect()).collect()
     };
     let items_path = dir.join(ITEMS);
     let catalog = if items_path.exists() {
@@ -223,15 +170,8 @@ pub fn read_dataset(dir: &Path) -> Result<Dataset> {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "dataset".into());
-    let ds = Dataset {
-        name,
-        catalog,
-        train,
-        test,
-        train_sequences,
-    };
-    ds.validate()
-        .map_err(|e| DataError::Other(format!("{}: {e}", dir.display())))?;
+    let ds = Dataset { name, catalog, train, test, train_sequences };
+    ds.validate().map_err(|e| DataError::Other(format!("{}: {e}", dir.display())))?;
     Ok(ds)
 }
 
@@ -258,10 +198,8 @@ pub fn write_examples(path: &Path, examples: &[Example]) -> Result<()> {
 /// Titles and fields are written with tabs and newlines replaced by spaces (they are TSV cells).
 pub fn write_items(path: &Path, catalog: &Catalog) -> Result<()> {
     let clean = |s: &str| s.replace(['\t', '\n', '\r'], " ");
-    let field_names: Vec<String> = catalog
-        .get(1)
-        .map(|i| i.fields.iter().map(|(k, _)| k.clone()).collect())
-        .unwrap_or_default();
+    let field_names: Vec<String> =
+        catalog.get(1).map(|i| i.fields.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
     write_atomic(path, |w| {
         write!(w, "item_id\ttitle\tshort_title")?;
         for f in &field_names {
@@ -269,12 +207,7 @@ pub fn write_items(path: &Path, catalog: &Catalog) -> Result<()> {
         }
         writeln!(w)?;
         for (id, info) in catalog.iter() {
-            write!(
-                w,
-                "{id}\t{}\t{}",
-                clean(&info.title),
-                clean(&info.prompt_title)
-            )?;
+            write!(w, "{id}\t{}\t{}", clean(&info.title), clean(&info.prompt_title))?;
             for f in &field_names {
                 write!(w, "\t{}", clean(info.field(f).unwrap_or("")))?;
             }
@@ -321,13 +254,7 @@ mod tests {
         );
         let ds = read_dataset(d.path()).unwrap();
         assert_eq!(ds.train.len(), 2);
-        assert_eq!(
-            ds.train[0],
-            Example {
-                prefix: vec![1, 2, 3],
-                target: 4
-            }
-        );
+        assert_eq!(ds.train[0], Example { prefix: vec![1, 2, 3], target: 4 });
         assert_eq!(ds.test[0].target, 2);
         assert_eq!(ds.train_sequences.len(), 3);
         assert_eq!(ds.n_items(), 5);
@@ -369,10 +296,7 @@ mod tests {
         ] {
             std::fs::write(&p, text).unwrap();
             let err = read_examples(&p).unwrap_err().to_string();
-            assert!(
-                err.contains("x.tsv") && err.contains(needle),
-                "{err} vs {needle}"
-            );
+            assert!(err.contains("x.tsv") && err.contains(needle), "{err} vs {needle}");
         }
     }
 
@@ -383,14 +307,8 @@ mod tests {
         for (text, needle) in [
             ("id\ttitle\n1\tA\n", ":1: header has no `item_id`"),
             ("item_id\ttitle\n1\tA\n1\tB\n", ":3: duplicate item_id 1"),
-            (
-                "item_id\ttitle\n1\tA\n3\tB\n",
-                ":3: item_id 3 outside 1..=2",
-            ),
-            (
-                "item_id\ttitle\n1\tA\textra\n",
-                ":2: expected 2 columns, found 3",
-            ),
+            ("item_id\ttitle\n1\tA\n3\tB\n", ":3: item_id 3 outside 1..=2"),
+            ("item_id\ttitle\n1\tA\textra\n", ":2: expected 2 columns, found 3"),
             ("item_id\ttitle\n0\tA\n", ":2: item_id 0 is reserved"),
             ("", ":1: empty file"),
         ] {
@@ -407,9 +325,6 @@ mod tests {
         write(d.path(), TEST, "1\t9\n");
         write(d.path(), ITEMS, "item_id\ttitle\n1\ta\n2\tb\n3\tc\n");
         let err = read_dataset(d.path()).unwrap_err().to_string();
-        assert!(
-            err.contains("test example #1") && err.contains("9"),
-            "{err}"
-        );
+        assert!(err.contains("test example #1") && err.contains("9"), "{err}");
     }
 }

@@ -1,99 +1,87 @@
-//! Per-session item graphs for a batch, as SR-GNN builds them.
+//! Per-session item graphs for a batch, as SR-GNN builds them, packed without padding.
 //!
 //! Each session becomes a graph over its unique items (sorted, as `np.unique` does). An edge
 //! u→v exists when v directly follows u somewhere in the session (repeated transitions count
-//! once). The incoming matrix row v averages v's predecessors and the outgoing row u averages u's
-//! successors (rows normalised by degree, zero rows stay zero). Everything is padded per batch
-//! to the largest number of unique items `n` and the longest session `l`.
+//! once). The official code stores dense `[batch, n_max, n_max]` matrices whose rows average a
+//! node's predecessors (incoming) or successors (outgoing). Here the nodes of all sessions are
+//! concatenated and those averages are edge lists with weights 1/in-degree and 1/out-degree:
+//! the same sums, but without computing anything for padding (ML-1M batches pad ~6× otherwise).
 
-/// Graph inputs of one batch, in flat row-major buffers.
+/// Weighted messages `dst += weight · h[src]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Edges {
+    pub src: Vec<u32>,
+    pub dst: Vec<u32>,
+    pub weight: Vec<f32>,
+}
+
+/// Graph inputs of one batch; node indices are into the concatenated node list.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GraphBatch {
+pub struct PackedGraphs {
     pub batch: usize,
-    /// Max unique items per session in the batch.
-    pub n_nodes: usize,
-    /// Max session length in the batch.
-    pub max_len: usize,
-    /// `[batch, n_nodes]` item id of each node, 0 for padding nodes.
+    /// Item id of every node, session after session.
     pub node_items: Vec<u32>,
-    /// `[batch, n_nodes, n_nodes]` in-edges averaged by in-degree (row = receiving node).
-    pub adj_in: Vec<f32>,
-    /// `[batch, n_nodes, n_nodes]` out-edges averaged by out-degree (row = sending node).
-    pub adj_out: Vec<f32>,
-    /// `[batch, max_len]` flat index `b * n_nodes + node` of each position (padding → node 0).
+    /// Node v receives the mean of its predecessors' messages.
+    pub incoming: Edges,
+    /// Node u receives the mean of its successors' messages.
+    pub outgoing: Edges,
+    /// Node of every click, session after session.
     pub position_nodes: Vec<u32>,
-    /// `[batch, max_len]` 1 for real positions, 0 for padding.
-    pub mask: Vec<f32>,
-    /// `[batch]` flat node index of the last clicked item.
+    /// Session index of every click.
+    pub position_sessions: Vec<u32>,
+    /// Node of each session's last click.
     pub last_nodes: Vec<u32>,
 }
 
-impl GraphBatch {
+impl PackedGraphs {
     pub fn build(sessions: &[&[u32]]) -> Self {
-        let batch = sessions.len();
-        let mut uniques: Vec<Vec<u32>> = Vec::with_capacity(batch);
-        for s in sessions {
-            let mut u = s.to_vec();
-            u.sort_unstable();
-            u.dedup();
-            uniques.push(u);
-        }
-        let n = uniques.iter().map(Vec::len).max().unwrap_or(0).max(1);
-        let l = sessions.iter().map(|s| s.len()).max().unwrap_or(0).max(1);
-        let mut g = GraphBatch {
-            batch,
-            n_nodes: n,
-            max_len: l,
-            node_items: vec![0; batch * n],
-            adj_in: vec![0.0; batch * n * n],
-            adj_out: vec![0.0; batch * n * n],
-            position_nodes: vec![0; batch * l],
-            mask: vec![0.0; batch * l],
-            last_nodes: vec![0; batch],
+        let total_clicks: usize = sessions.iter().map(|s| s.len()).sum();
+        let mut g = PackedGraphs {
+            batch: sessions.len(),
+            node_items: Vec::with_capacity(total_clicks),
+            incoming: Edges::default(),
+            outgoing: Edges::default(),
+            position_nodes: Vec::with_capacity(total_clicks),
+            position_sessions: Vec::with_capacity(total_clicks),
+            last_nodes: Vec::with_capacity(sessions.len()),
         };
-        let mut edges = vec![false; n * n];
-        for (b, (s, nodes)) in sessions.iter().zip(&uniques).enumerate() {
-            g.node_items[b * n..b * n + nodes.len()].copy_from_slice(nodes);
+        let mut transitions: Vec<(u32, u32)> = Vec::new();
+        for (b, s) in sessions.iter().enumerate() {
+            let base = g.node_items.len() as u32;
+            let mut nodes = s.to_vec();
+            nodes.sort_unstable();
+            nodes.dedup();
             let node_of = |item: u32| {
-                nodes
-                    .binary_search(&item)
-                    .expect("item is among its session's nodes")
+                base + nodes.binary_search(&item).expect("item is one of its session's nodes") as u32
             };
-            let base = (b * n) as u32;
-            for (p, &item) in s.iter().enumerate() {
-                g.position_nodes[b * l + p] = base + node_of(item) as u32;
-                g.mask[b * l + p] = 1.0;
+            for &item in s.iter() {
+                g.position_nodes.push(node_of(item));
+                g.position_sessions.push(b as u32);
             }
-            for p in s.len()..l {
-                g.position_nodes[b * l + p] = base;
+            g.last_nodes.push(s.last().map(|&i| node_of(i)).unwrap_or(base));
+            transitions.clear();
+            transitions.extend(s.windows(2).map(|w| (node_of(w[0]), node_of(w[1]))));
+            transitions.sort_unstable();
+            transitions.dedup();
+            let degree =
+                |count_of: &dyn Fn(&(u32, u32)) -> bool| transitions.iter().filter(|t| count_of(t)).count();
+            for &(u, v) in &transitions {
+                let in_deg = degree(&|t| t.1 == v);
+                let out_deg = degree(&|t| t.0 == u);
+                g.incoming.src.push(u);
+                g.incoming.dst.push(v);
+                g.incoming.weight.push(1.0 / in_deg as f32);
+                g.outgoing.src.push(v);
+                g.outgoing.dst.push(u);
+                g.outgoing.weight.push(1.0 / out_deg as f32);
             }
-            if let Some(&last) = s.last() {
-                g.last_nodes[b] = base + node_of(last) as u32;
-            }
-            edges.iter_mut().for_each(|e| *e = false);
-            for w in s.windows(2) {
-                edges[node_of(w[0]) * n + node_of(w[1])] = true;
-            }
-            let k = nodes.len();
-            let block = b * n * n;
-            for u in 0..k {
-                let out_deg = (0..k).filter(|&v| edges[u * n + v]).count();
-                for v in 0..k {
-                    if edges[u * n + v] {
-                        g.adj_out[block + u * n + v] = 1.0 / out_deg as f32;
-                    }
-                }
-            }
-            for v in 0..k {
-                let in_deg = (0..k).filter(|&u| edges[u * n + v]).count();
-                for u in 0..k {
-                    if edges[u * n + v] {
-                        g.adj_in[block + v * n + u] = 1.0 / in_deg as f32;
-                    }
-                }
-            }
+            g.node_items.extend_from_slice(&nodes);
         }
         g
+    }
+
+    pub fn n_nodes(&self) -> usize {
+        self.node_items.len()
     }
 }
 
@@ -101,34 +89,43 @@ impl GraphBatch {
 mod tests {
     use super::*;
 
-    #[test]
-    fn graph_of_a_session_with_repeats() {
-        // 5 → 3 → 5 → 7: nodes sorted [3, 5, 7]; edges 5→3, 3→5, 5→7.
-        let s: &[u32] = &[5, 3, 5, 7];
-        let short: &[u32] = &[9];
-        let g = GraphBatch::build(&[s, short]);
-        assert_eq!((g.n_nodes, g.max_len), (3, 4));
-        assert_eq!(&g.node_items[..3], &[3, 5, 7]);
-        assert_eq!(&g.node_items[3..], &[9, 0, 0]);
-        assert_eq!(&g.position_nodes[..4], &[1, 0, 1, 2]);
-        assert_eq!(&g.position_nodes[4..], &[3, 3, 3, 3]);
-        assert_eq!(&g.mask[4..], &[1.0, 0.0, 0.0, 0.0]);
-        assert_eq!(g.last_nodes, vec![2, 3]);
-        // out: 3→5 (deg 1); 5→3 and 5→7 (deg 2 → 0.5 each); 7 has none.
-        let out = &g.adj_out[..9];
-        assert_eq!(out, &[0.0, 1.0, 0.0, 0.5, 0.0, 0.5, 0.0, 0.0, 0.0]);
-        // in: node 3 ← 5; node 5 ← 3; node 7 ← 5.
-        let inn = &g.adj_in[..9];
-        assert_eq!(inn, &[0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
-        assert!(g.adj_in[9..].iter().all(|&x| x == 0.0));
+    /// Dense `[n, n]` matrix of one edge list over `n` nodes, row = receiving node.
+    fn dense(e: &Edges, n: usize) -> Vec<f32> {
+        let mut m = vec![0.0; n * n];
+        for i in 0..e.src.len() {
+            m[e.dst[i] as usize * n + e.src[i] as usize] += e.weight[i];
+        }
+        m
     }
 
     #[test]
-    fn repeated_transition_counts_once() {
-        let s: &[u32] = &[1, 2, 1, 2];
-        let g = GraphBatch::build(&[s]);
-        // edges 1→2, 2→1; in-degree of each is 1.
-        assert_eq!(g.adj_in, vec![0.0, 1.0, 1.0, 0.0]);
-        assert_eq!(g.adj_out, vec![0.0, 1.0, 1.0, 0.0]);
+    fn graph_of_a_session_with_repeats() {
+        // 5 → 3 → 5 → 7: nodes sorted [3, 5, 7]; edges 5→3, 3→5, 5→7. Then a one-click session.
+        let s: &[u32] = &[5, 3, 5, 7];
+        let short: &[u32] = &[9];
+        let g = PackedGraphs::build(&[s, short]);
+        assert_eq!(g.node_items, vec![3, 5, 7, 9]);
+        assert_eq!(g.position_nodes, vec![1, 0, 1, 2, 3]);
+        assert_eq!(g.position_sessions, vec![0, 0, 0, 0, 1]);
+        assert_eq!(g.last_nodes, vec![2, 3]);
+        // Official in-matrix rows: node 3 ← 5; node 5 ← 3; node 7 ← 5 (each in-degree 1).
+        let inn = dense(&g.incoming, 4);
+        assert_eq!(&inn[..12], &[0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
+        // Official out-matrix rows: 3 → 5 (deg 1); 5 → 3 and 5 → 7 (deg 2 → 0.5 each).
+        let out = dense(&g.outgoing, 4);
+        assert_eq!(&out[..12], &[0.0, 1.0, 0.0, 0.0, 0.5, 0.0, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert!(inn[12..].iter().chain(&out[12..]).all(|&x| x == 0.0), "one-click session has no edges");
+    }
+
+    #[test]
+    fn repeated_transition_counts_once_and_degrees_average() {
+        // 1 → 2 → 1 → 2 → 3: edges 1→2, 2→1, 2→3; node 2 has out-degree 2.
+        let s: &[u32] = &[1, 2, 1, 2, 3];
+        let g = PackedGraphs::build(&[s]);
+        assert_eq!(g.incoming.src.len(), 3);
+        let out = dense(&g.outgoing, 3);
+        assert_eq!(out, vec![0.0, 1.0, 0.0, 0.5, 0.0, 0.5, 0.0, 0.0, 0.0]);
+        let inn = dense(&g.incoming, 3);
+        assert_eq!(inn, vec![0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
     }
 }

@@ -26,29 +26,15 @@ pub struct ParamStore {
 
 impl ParamStore {
     pub fn new(seed: u64, device: &Device) -> Self {
-        let inner = StoreInner {
-            vars: Vec::new(),
-            rng: ChaCha8Rng::seed_from_u64(seed),
-        };
-        Self {
-            inner: Arc::new(Mutex::new(inner)),
-            prefix: String::new(),
-            device: device.clone(),
-        }
+        let inner = StoreInner { vars: Vec::new(), rng: ChaCha8Rng::seed_from_u64(seed) };
+        Self { inner: Arc::new(Mutex::new(inner)), prefix: String::new(), device: device.clone() }
     }
 
     /// A view whose names are prefixed with `name.`.
     pub fn pp(&self, name: &str) -> Self {
-        let prefix = if self.prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{}.{name}", self.prefix)
-        };
-        Self {
-            inner: self.inner.clone(),
-            prefix,
-            device: self.device.clone(),
-        }
+        let prefix =
+            if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
+        Self { inner: self.inner.clone(), prefix, device: self.device.clone() }
     }
 
     pub fn device(&self) -> &Device {
@@ -71,9 +57,7 @@ impl ParamStore {
             candle_core::bail!("parameter {full} created twice");
         }
         let count: usize = shape.iter().product();
-        let values: Vec<f32> = (0..count)
-            .map(|_| inner.rng.gen_range(-bound..=bound) as f32)
-            .collect();
+        let values: Vec<f32> = (0..count).map(|_| inner.rng.gen_range(-bound..=bound) as f32).collect();
         let var = Var::from_tensor(&Tensor::from_vec(values, shape, &self.device)?)?;
         let t = var.as_tensor().clone();
         inner.vars.push((full, var));
@@ -82,11 +66,7 @@ impl ParamStore {
 
     /// All variables, in creation order.
     pub fn vars(&self) -> Vec<(String, Var)> {
-        self.inner
-            .lock()
-            .expect("parameter store lock")
-            .vars
-            .clone()
+        self.inner.lock().expect("parameter store lock").vars.clone()
     }
 
     pub fn parameter_count(&self) -> usize {
@@ -95,10 +75,7 @@ impl ParamStore {
 
     /// Current values by name (a snapshot that later training steps do not change).
     pub fn snapshot(&self) -> Result<HashMap<String, Tensor>> {
-        self.vars()
-            .into_iter()
-            .map(|(n, v)| Ok((n, v.as_tensor().copy()?)))
-            .collect()
+        self.vars().into_iter().map(|(n, v)| Ok((n, v.as_tensor().copy()?))).collect()
     }
 
     /// Sets every variable from `values`; a missing name or a shape mismatch is an error.
@@ -108,11 +85,7 @@ impl ParamStore {
                 .get(&name)
                 .ok_or_else(|| candle_core::Error::Msg(format!("no value for parameter {name}")))?;
             if v.dims() != var.dims() {
-                candle_core::bail!(
-                    "parameter {name}: shape {:?} expected, found {:?}",
-                    var.dims(),
-                    v.dims()
-                );
+                candle_core::bail!("parameter {name}: shape {:?} expected, found {:?}", var.dims(), v.dims());
             }
             var.set(&v.to_device(&self.device)?)?;
         }
@@ -149,11 +122,7 @@ impl Dense {
     ) -> Result<Self> {
         let ps = ps.pp(name);
         let weight = ps.uniform(&[d_out, d_in], "weight", bound)?;
-        let bias = if bias {
-            Some(ps.uniform(&[d_out], "bias", bound)?)
-        } else {
-            None
-        };
+        let bias = if bias { Some(ps.uniform(&[d_out], "bias", bound)?) } else { None };
         Ok(Self { weight, bias })
     }
 
@@ -188,10 +157,7 @@ mod tests {
         assert_eq!(va, tb.flatten_all().unwrap().to_vec1::<f32>().unwrap());
         assert_ne!(va, tc.flatten_all().unwrap().to_vec1::<f32>().unwrap());
         assert_eq!(a.vars()[0].0, "x.w");
-        assert!(
-            a.uniform(&[1], "x.w", 0.1).is_err(),
-            "duplicate names are refused"
-        );
+        assert!(a.uniform(&[1], "x.w", 0.1).is_err(), "duplicate names are refused");
 
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.safetensors");

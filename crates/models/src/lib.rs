@@ -8,6 +8,7 @@
 
 pub mod graph;
 pub mod init;
+pub mod ops;
 pub mod srgnn;
 
 use candle_core::{Result, Tensor};

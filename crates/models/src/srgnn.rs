@@ -5,7 +5,7 @@
 //! `α_i = q·σ(W₁h_last + W₂h_i + c)` → hybrid `W₃[s_g; h_last]` → scores `s·v_i`.
 //! Every parameter starts uniform(±1/√d), as `reset_parameters` does in the official code.
 
-use crate::graph::GraphBatch;
+use crate::graph::{Edges, PackedGraphs};
 use crate::init::{Dense, ParamStore};
 use crate::Backbone;
 use candle_core::{Device, Result, Tensor, D};
@@ -33,12 +33,7 @@ fn default_step() -> usize {
 
 impl SrGnnConfig {
     pub fn new(n_items: usize) -> Self {
-        Self {
-            n_items,
-            dim: default_dim(),
-            step: default_step(),
-            nonhybrid: false,
-        }
+        Self { n_items, dim: default_dim(), step: default_step(), nonhybrid: false }
     }
 }
 
@@ -65,27 +60,65 @@ impl GatedCell {
         })
     }
 
-    /// One propagation step over `hidden [b, n, d]` with `adj_in`, `adj_out` `[b, n, n]`.
-    fn step(&self, adj_in: &Tensor, adj_out: &Tensor, hidden: &Tensor) -> Result<Tensor> {
+    /// One propagation step over the packed node states `hidden [nodes, d]`.
+    fn step(
+        &self,
+        incoming: &Option<EdgeTensors>,
+        outgoing: &Option<EdgeTensors>,
+        hidden: &Tensor,
+    ) -> Result<Tensor> {
         let d = hidden.dim(D::Minus1)?;
-        let msg_in = adj_in
-            .matmul(&self.edge_in.forward(hidden)?)?
-            .broadcast_add(&self.b_iah)?;
-        let msg_out = adj_out
-            .matmul(&self.edge_out.forward(hidden)?)?
-            .broadcast_add(&self.b_oah)?;
+        let msg_in = incoming.average(&self.edge_in.forward(hidden)?)?.broadcast_add(&self.b_iah)?;
+        let msg_out = outgoing.average(&self.edge_out.forward(hidden)?)?.broadcast_add(&self.b_oah)?;
         let inputs = Tensor::cat(&[&msg_in, &msg_out], D::Minus1)?;
         let gi = self.input_gates.forward(&inputs)?;
         let gh = self.hidden_gates.forward(hidden)?;
-        let reset =
-            candle_nn::ops::sigmoid(&(gi.narrow(D::Minus1, 0, d)? + gh.narrow(D::Minus1, 0, d)?)?)?;
-        let update =
-            candle_nn::ops::sigmoid(&(gi.narrow(D::Minus1, d, d)? + gh.narrow(D::Minus1, d, d)?)?)?;
-        let candidate = (gi.narrow(D::Minus1, 2 * d, d)?
-            + reset.mul(&gh.narrow(D::Minus1, 2 * d, d)?)?)?
-        .tanh()?;
+        let reset = candle_nn::ops::sigmoid(&(gi.narrow(D::Minus1, 0, d)? + gh.narrow(D::Minus1, 0, d)?)?)?;
+        let update = candle_nn::ops::sigmoid(&(gi.narrow(D::Minus1, d, d)? + gh.narrow(D::Minus1, d, d)?)?)?;
+        let candidate =
+            (gi.narrow(D::Minus1, 2 * d, d)? + reset.mul(&gh.narrow(D::Minus1, 2 * d, d)?)?)?.tanh()?;
         // h' = n + z ⊙ (h − n)
         &candidate + update.mul(&(hidden - &candidate)?)?
+    }
+}
+
+/// An edge list on the device.
+struct EdgeTensors {
+    src: Tensor,
+    dst: Tensor,
+    weight: Tensor,
+    n_nodes: usize,
+}
+
+impl EdgeTensors {
+    fn new(e: Edges, n_nodes: usize, dev: &Device) -> Result<Option<Self>> {
+        if e.src.is_empty() {
+            return Ok(None);
+        }
+        let n = e.src.len();
+        Ok(Some(Self {
+            src: Tensor::from_vec(e.src, n, dev)?,
+            dst: Tensor::from_vec(e.dst, n, dev)?,
+            weight: Tensor::from_vec(e.weight, (n, 1), dev)?,
+            n_nodes,
+        }))
+    }
+}
+
+trait Average {
+    /// Per node, the weighted sum of its neighbours' rows of `x` (zero without neighbours).
+    fn average(&self, x: &Tensor) -> Result<Tensor>;
+}
+
+impl Average for Option<EdgeTensors> {
+    fn average(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            None => x.zeros_like(),
+            Some(e) => {
+                let msgs = x.index_select(&e.src, 0)?.broadcast_mul(&e.weight)?;
+                Tensor::zeros((e.n_nodes, x.dim(1)?), x.dtype(), x.device())?.index_add(&e.dst, &msgs, 0)
+            }
+        }
     }
 }
 
@@ -148,30 +181,25 @@ impl Backbone for SrGnn {
     }
 
     fn readout(&self, sessions: &[&[u32]], _train: bool) -> Result<Tensor> {
-        let g = GraphBatch::build(sessions);
-        let (b, n, l, d) = (g.batch, g.n_nodes, g.max_len, self.cfg.dim);
+        let g = PackedGraphs::build(sessions);
+        let (b, n, p, d) = (g.batch, g.n_nodes(), g.position_nodes.len(), self.cfg.dim);
         let dev = &self.device;
-        let node_items = Tensor::from_vec(g.node_items, b * n, dev)?;
-        let adj_in = Tensor::from_vec(g.adj_in, (b, n, n), dev)?;
-        let adj_out = Tensor::from_vec(g.adj_out, (b, n, n), dev)?;
-        let mut hidden = self
-            .embedding
-            .index_select(&node_items, 0)?
-            .reshape((b, n, d))?;
+        let incoming = EdgeTensors::new(g.incoming, n, dev)?;
+        let outgoing = EdgeTensors::new(g.outgoing, n, dev)?;
+        let mut hidden = self.embedding.index_select(&Tensor::from_vec(g.node_items, n, dev)?, 0)?;
         for _ in 0..self.cfg.step {
-            hidden = self.cell.step(&adj_in, &adj_out, &hidden)?;
+            hidden = self.cell.step(&incoming, &outgoing, &hidden)?;
         }
-        let flat = hidden.reshape((b * n, d))?;
-        let positions = Tensor::from_vec(g.position_nodes, b * l, dev)?;
-        let seq_hidden = flat.index_select(&positions, 0)?.reshape((b, l, d))?;
-        let last = flat.index_select(&Tensor::from_vec(g.last_nodes, b, dev)?, 0)?;
-        let mask = Tensor::from_vec(g.mask, (b, l, 1), dev)?;
-        let q1 = self.attn_last.forward(&last)?.reshape((b, 1, d))?;
+        let position_sessions = Tensor::from_vec(g.position_sessions, p, dev)?;
+        let seq_hidden = hidden.index_select(&Tensor::from_vec(g.position_nodes, p, dev)?, 0)?;
+        let last = hidden.index_select(&Tensor::from_vec(g.last_nodes, b, dev)?, 0)?;
+        // α_i = q·σ(W₁ h_last + W₂ h_i + c), s_g = Σ_i α_i h_i per session.
+        let q1 = self.attn_last.forward(&last)?.index_select(&position_sessions, 0)?;
         let q2 = self.attn_item.forward(&seq_hidden)?;
-        let alpha = self
-            .attn_score
-            .forward(&candle_nn::ops::sigmoid(&q2.broadcast_add(&q1)?)?)?;
-        let global = seq_hidden.broadcast_mul(&alpha.mul(&mask)?)?.sum(1)?;
+        let alpha = self.attn_score.forward(&candle_nn::ops::sigmoid(&(q1 + q2)?)?)?;
+        let weighted = seq_hidden.broadcast_mul(&alpha)?;
+        let global =
+            Tensor::zeros((b, d), weighted.dtype(), dev)?.index_add(&position_sessions, &weighted, 0)?;
         if self.cfg.nonhybrid {
             Ok(global)
         } else {
@@ -197,12 +225,7 @@ mod tests {
 
     fn model(n_items: usize, d: usize) -> (ParamStore, SrGnn) {
         let ps = ParamStore::new(1, &Device::Cpu);
-        let cfg = SrGnnConfig {
-            n_items,
-            dim: d,
-            step: 1,
-            nonhybrid: false,
-        };
+        let cfg = SrGnnConfig { n_items, dim: d, step: 1, nonhybrid: false };
         let m = SrGnn::new(cfg, &ps).unwrap();
         (ps, m)
     }
@@ -216,12 +239,7 @@ mod tests {
         assert_eq!(together.dims(), &[2, 8]);
         // A session's representation must not depend on what else is in the batch (padding).
         let alone = m.session(&[b], false).unwrap();
-        let diff = (together.narrow(0, 1, 1).unwrap() - alone)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap();
+        let diff = (together.narrow(0, 1, 1).unwrap() - alone).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
         let scores = m.scores(&together).unwrap();
         assert_eq!(scores.dims(), &[2, 10]);

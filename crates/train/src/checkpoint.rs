@@ -36,35 +36,24 @@ impl CheckpointConfig {
 pub fn load_checkpoint(
     dir: &Path,
     device: &candle_core::Device,
-) -> Result<(
-    CheckpointConfig,
-    ParamStore,
-    Box<dyn dmsrec_models::Backbone>,
-)> {
+) -> Result<(CheckpointConfig, ParamStore, Box<dyn dmsrec_models::Backbone>)> {
     let cfg = CheckpointConfig::read(dir)?;
     let params = ParamStore::new(cfg.train.seed, device);
     let model = cfg.model.build(&params)?;
     let weights = dir.join(WEIGHTS);
-    params
-        .load_safetensors(&weights)
-        .with_context(|| format!("loading {}", weights.display()))?;
+    params.load_safetensors(&weights).with_context(|| format!("loading {}", weights.display()))?;
     Ok((cfg, params, model))
 }
 
 fn temp_sibling(path: &Path) -> std::path::PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
 /// Saves all parameters as safetensors, atomically.
 pub fn save_params_atomic(path: &Path, params: &ParamStore) -> Result<()> {
     let tmp = temp_sibling(path);
-    params
-        .save_safetensors(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
+    params.save_safetensors(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
 }
@@ -76,8 +65,7 @@ pub fn save_training_state(path: &Path, params: &ParamStore, opt: &Adam) -> Resu
         tensors.insert(name, t);
     }
     let tmp = temp_sibling(path);
-    candle_core::safetensors::save(&tensors, &tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
+    candle_core::safetensors::save(&tensors, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
 }
@@ -85,9 +73,7 @@ pub fn save_training_state(path: &Path, params: &ParamStore, opt: &Adam) -> Resu
 pub fn load_training_state(path: &Path, params: &ParamStore, opt: &mut Adam) -> Result<()> {
     let tensors = candle_core::safetensors::load(path, params.device())
         .with_context(|| format!("reading training state {}", path.display()))?;
-    params
-        .restore(&tensors)
-        .with_context(|| format!("restoring parameters from {}", path.display()))?;
+    params.restore(&tensors).with_context(|| format!("restoring parameters from {}", path.display()))?;
     opt.load_state_tensors(&tensors)
         .with_context(|| format!("restoring optimizer from {}", path.display()))?;
     Ok(())
@@ -111,14 +97,11 @@ pub fn write_ranks_atomic(path: &Path, ranks: &[u32]) -> Result<()> {
 }
 
 pub fn read_ranks(path: &Path) -> Result<Vec<u32>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     text.lines()
         .enumerate()
         .map(|(i, l)| {
-            l.trim()
-                .parse()
-                .with_context(|| format!("{}:{}: bad rank {l:?}", path.display(), i + 1))
+            l.trim().parse().with_context(|| format!("{}:{}: bad rank {l:?}", path.display(), i + 1))
         })
         .collect()
 }

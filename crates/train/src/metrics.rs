@@ -44,12 +44,7 @@ impl Metrics {
 
     /// Just the paper's six columns.
     pub fn paper_subset(&self) -> Metrics {
-        Metrics(
-            Self::paper_columns()
-                .iter()
-                .map(|k| (k.to_string(), self.get(k)))
-                .collect(),
-        )
+        Metrics(Self::paper_columns().iter().map(|k| (k.to_string(), self.get(k))).collect())
     }
 
     /// Best value of each metric over several evaluations (the paper protocol).
@@ -68,11 +63,7 @@ impl Metrics {
 
     /// One line like `P@5 3.63  P@10 6.10 ... MRR@20 2.49`.
     pub fn paper_line(&self) -> String {
-        Self::paper_columns()
-            .iter()
-            .map(|k| format!("{k} {:.4}", self.get(k)))
-            .collect::<Vec<_>>()
-            .join("  ")
+        Self::paper_columns().iter().map(|k| format!("{k} {:.4}", self.get(k))).collect::<Vec<_>>().join("  ")
     }
 }
 
@@ -95,10 +86,7 @@ mod tests {
         assert!((m.get("P@20") - 80.0).abs() < 1e-9);
         assert!((m.get("MRR@5") - 100.0 * (1.0 + 1.0 / 3.0) / 5.0).abs() < 1e-9);
         assert!((m.get("MRR@10") - 100.0 * (1.0 + 1.0 / 3.0 + 1.0 / 7.0) / 5.0).abs() < 1e-9);
-        assert!(
-            (m.get("MRR@20") - 100.0 * (1.0 + 1.0 / 3.0 + 1.0 / 7.0 + 1.0 / 15.0) / 5.0).abs()
-                < 1e-9
-        );
+        assert!((m.get("MRR@20") - 100.0 * (1.0 + 1.0 / 3.0 + 1.0 / 7.0 + 1.0 / 15.0) / 5.0).abs() < 1e-9);
         let ndcg5 = 100.0 * (1.0 + 1.0 / 2.0) / 5.0; // 1/log2(2) + 1/log2(4)
         assert!((m.get("NDCG@5") - ndcg5).abs() < 1e-9);
     }

@@ -16,13 +16,7 @@ pub struct AdamConfig {
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        Self {
-            lr: 1e-3,
-            weight_decay: 1e-5,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-        }
+        Self { lr: 1e-3, weight_decay: 1e-5, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
     }
 }
 
@@ -48,57 +42,30 @@ impl Adam {
             .into_iter()
             .map(|(name, var)| {
                 let n = var.elem_count();
-                Slot {
-                    name,
-                    var,
-                    m: vec![0.0; n],
-                    v: vec![0.0; n],
-                }
+                Slot { name, var, m: vec![0.0; n], v: vec![0.0; n] }
             })
             .collect();
-        Self {
-            cfg,
-            slots,
-            step: 0,
-        }
+        Self { cfg, slots, step: 0 }
     }
 
     /// Moments and step count as tensors named `adam.m.<param>`, `adam.v.<param>`, `adam.step`.
     pub fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
-        let mut out = vec![(
-            "adam.step".to_string(),
-            Tensor::new(&[self.step as f32], &Device::Cpu)?,
-        )];
+        let mut out = vec![("adam.step".to_string(), Tensor::new(&[self.step as f32], &Device::Cpu)?)];
         for s in &self.slots {
-            out.push((
-                format!("adam.m.{}", s.name),
-                Tensor::from_slice(&s.m, s.m.len(), &Device::Cpu)?,
-            ));
-            out.push((
-                format!("adam.v.{}", s.name),
-                Tensor::from_slice(&s.v, s.v.len(), &Device::Cpu)?,
-            ));
+            out.push((format!("adam.m.{}", s.name), Tensor::from_slice(&s.m, s.m.len(), &Device::Cpu)?));
+            out.push((format!("adam.v.{}", s.name), Tensor::from_slice(&s.v, s.v.len(), &Device::Cpu)?));
         }
         Ok(out)
     }
 
-    pub fn load_state_tensors(
-        &mut self,
-        tensors: &std::collections::HashMap<String, Tensor>,
-    ) -> Result<()> {
+    pub fn load_state_tensors(&mut self, tensors: &std::collections::HashMap<String, Tensor>) -> Result<()> {
         let get = |name: &str| {
-            tensors
-                .get(name)
-                .ok_or_else(|| candle_core::Error::Msg(format!("optimizer state has no {name}")))
+            tensors.get(name).ok_or_else(|| candle_core::Error::Msg(format!("optimizer state has no {name}")))
         };
         self.step = get("adam.step")?.flatten_all()?.to_vec1::<f32>()?[0] as i32;
         for s in &mut self.slots {
-            let m: Vec<f32> = get(&format!("adam.m.{}", s.name))?
-                .flatten_all()?
-                .to_vec1()?;
-            let v: Vec<f32> = get(&format!("adam.v.{}", s.name))?
-                .flatten_all()?
-                .to_vec1()?;
+            let m: Vec<f32> = get(&format!("adam.m.{}", s.name))?.flatten_all()?.to_vec1()?;
+            let v: Vec<f32> = get(&format!("adam.v.{}", s.name))?.flatten_all()?.to_vec1()?;
             if m.len() != s.m.len() || v.len() != s.v.len() {
                 candle_core::bail!("optimizer state for {} has the wrong size", s.name);
             }
@@ -123,12 +90,7 @@ impl Adam {
         let bc2 = 1.0 - c.beta2.powi(self.step);
         let step_size = (c.lr / bc1) as f32;
         let sqrt_bc2 = bc2.sqrt() as f32;
-        let (b1, b2, wd, eps) = (
-            c.beta1 as f32,
-            c.beta2 as f32,
-            c.weight_decay as f32,
-            c.eps as f32,
-        );
+        let (b1, b2, wd, eps) = (c.beta1 as f32, c.beta2 as f32, c.weight_decay as f32, c.eps as f32);
         for slot in &mut self.slots {
             let Some(grad) = grads.get(slot.var.as_tensor()) else {
                 continue;
@@ -144,8 +106,7 @@ impl Adam {
                 p[i] -= step_size * m / (v.sqrt() / sqrt_bc2 + eps);
             }
             let device: &Device = slot.var.device();
-            slot.var
-                .set(&Tensor::from_vec(p, slot.var.shape(), device)?)?;
+            slot.var.set(&Tensor::from_vec(p, slot.var.shape(), device)?)?;
         }
         Ok(())
     }
@@ -174,20 +135,12 @@ pub enum Schedule {
 impl Schedule {
     /// The paper's schedule as the official code runs it.
     pub fn paper() -> Self {
-        Schedule::Step {
-            step: 3,
-            gamma: 0.1,
-            official_offset: true,
-        }
+        Schedule::Step { step: 3, gamma: 0.1, official_offset: true }
     }
 
     pub fn lr_at(&self, base: f64, epoch: usize) -> f64 {
         match *self {
-            Schedule::Step {
-                step,
-                gamma,
-                official_offset,
-            } => {
+            Schedule::Step { step, gamma, official_offset } => {
                 let e = if official_offset { epoch + 1 } else { epoch };
                 base * gamma.powi((e / step.max(1)) as i32)
             }
@@ -213,17 +166,10 @@ mod tests {
         for (a, b) in lrs.iter().zip(want) {
             assert!((a - b).abs() < 1e-12, "{lrs:?}");
         }
-        let textbook = Schedule::Step {
-            step: 3,
-            gamma: 0.1,
-            official_offset: false,
-        };
+        let textbook = Schedule::Step { step: 3, gamma: 0.1, official_offset: false };
         assert!((textbook.lr_at(1e-3, 2) - 1e-3).abs() < 1e-12);
         assert!((textbook.lr_at(1e-3, 3) - 1e-4).abs() < 1e-12);
-        let cos = Schedule::Cosine {
-            epochs: 10,
-            min_ratio: 0.0,
-        };
+        let cos = Schedule::Cosine { epochs: 10, min_ratio: 0.0 };
         assert!((cos.lr_at(1.0, 0) - 1.0).abs() < 1e-12);
         assert!((cos.lr_at(1.0, 5) - 0.5).abs() < 1e-12);
     }
@@ -235,19 +181,12 @@ mod tests {
         let var = Var::new(&[1.0f32, -2.0], &Device::Cpu).unwrap();
         let mut opt = Adam::new(
             vec![("p".into(), var.clone())],
-            AdamConfig {
-                lr: 0.1,
-                weight_decay: 0.5,
-                ..Default::default()
-            },
+            AdamConfig { lr: 0.1, weight_decay: 0.5, ..Default::default() },
         );
         let loss = var.as_tensor().sqr().unwrap().sum_all().unwrap();
         opt.step(&loss.backward().unwrap()).unwrap();
         let p: Vec<f32> = var.as_tensor().to_vec1().unwrap();
-        assert!(
-            (p[0] - 0.9).abs() < 1e-5 && (p[1] + 1.9).abs() < 1e-5,
-            "{p:?}"
-        );
+        assert!((p[0] - 0.9).abs() < 1e-5 && (p[1] + 1.9).abs() < 1e-5, "{p:?}");
         // Second step: g2 = 2.5·p; moments mix g1 and g2 — compare against a direct evaluation.
         let g1 = [2.5f64, -5.0];
         let g2 = [2.5 * 0.9, 2.5 * -1.9];

@@ -94,11 +94,7 @@ pub struct RunResult {
 }
 
 /// Splits training examples into (train, valid) with a seeded shuffle.
-pub fn split_validation(
-    examples: &[Example],
-    fraction: f64,
-    seed: u64,
-) -> (Vec<Example>, Vec<Example>) {
+pub fn split_validation(examples: &[Example], fraction: f64, seed: u64) -> (Vec<Example>, Vec<Example>) {
     let mut idx: Vec<usize> = (0..examples.len()).collect();
     idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_7a11d));
     let n_valid = ((examples.len() as f64) * fraction).round() as usize;
@@ -106,19 +102,13 @@ pub fn split_validation(
     let pick = |ids: &[usize]| {
         let mut ids = ids.to_vec();
         ids.sort_unstable();
-        ids.into_iter()
-            .map(|i| examples[i].clone())
-            .collect::<Vec<_>>()
+        ids.into_iter().map(|i| examples[i].clone()).collect::<Vec<_>>()
     };
     (pick(train), pick(valid))
 }
 
 /// Rank of every example's target under the model (full ranking over all items).
-pub fn evaluate_ranks(
-    model: &dyn Backbone,
-    examples: &[Example],
-    batch_size: usize,
-) -> Result<Vec<u32>> {
+pub fn evaluate_ranks(model: &dyn Backbone, examples: &[Example], batch_size: usize) -> Result<Vec<u32>> {
     let mut ranks = Vec::with_capacity(examples.len());
     for chunk in examples.chunks(batch_size.max(1)) {
         let sessions: Vec<&[u32]> = chunk.iter().map(|e| e.prefix.as_slice()).collect();
@@ -135,7 +125,7 @@ pub fn evaluate_ranks(
 pub fn recommendation_loss(scores: &Tensor, batch: &[&Example]) -> Result<Tensor> {
     let targets: Vec<u32> = batch.iter().map(|e| e.target - 1).collect();
     let targets = Tensor::from_vec(targets, batch.len(), scores.device())?;
-    Ok(candle_nn::loss::cross_entropy(scores, &targets)?)
+    Ok(dmsrec_models::ops::softmax_cross_entropy(scores, &targets)?)
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -156,9 +146,7 @@ pub struct Trainer<'a> {
 impl<'a> Trainer<'a> {
     fn train_epoch(&self, opt: &mut Adam, train: &[Example], epoch: usize) -> Result<f64> {
         let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(
-            self.cfg.seed.wrapping_add(epoch as u64),
-        ));
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(self.cfg.seed.wrapping_add(epoch as u64)));
         let n_batches = order.len().div_ceil(self.cfg.batch_size);
         let bar = progress_bar(n_batches as u64, &format!("epoch {epoch}"));
         let mut total = 0.0;
@@ -176,12 +164,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// Runs the protocol on `train`/`test`; resumes from `run_dir` when it holds a finished epoch.
-    pub fn run(
-        &self,
-        protocol: Protocol,
-        train: &[Example],
-        test: &[Example],
-    ) -> Result<RunResult> {
+    pub fn run(&self, protocol: Protocol, train: &[Example], test: &[Example]) -> Result<RunResult> {
         let start = Instant::now();
         std::fs::create_dir_all(&self.run_dir)
             .with_context(|| format!("creating {}", self.run_dir.display()))?;
@@ -198,23 +181,12 @@ impl<'a> Trainer<'a> {
             history = serde_json::from_slice(&std::fs::read(&history_path)?)
                 .with_context(|| format!("reading {}", history_path.display()))?;
             checkpoint::load_training_state(&state_path, self.params, &mut opt)?;
-            tracing::info!(
-                "resuming {} after epoch {}",
-                self.run_dir.display(),
-                history.epochs.len()
-            );
+            tracing::info!("resuming {} after epoch {}", self.run_dir.display(), history.epochs.len());
         }
-        let mut best_value = history
-            .epochs
-            .iter()
-            .map(|e| e.metrics.get("MRR@20"))
-            .fold(f64::NEG_INFINITY, f64::max);
-        let mut since_best = history
-            .epochs
-            .iter()
-            .rev()
-            .take_while(|e| e.metrics.get("MRR@20") < best_value)
-            .count();
+        let mut best_value =
+            history.epochs.iter().map(|e| e.metrics.get("MRR@20")).fold(f64::NEG_INFINITY, f64::max);
+        let mut since_best =
+            history.epochs.iter().rev().take_while(|e| e.metrics.get("MRR@20") < best_value).count();
         for epoch in history.epochs.len()..self.cfg.epochs {
             if protocol == Protocol::Valid && self.cfg.patience.is_some_and(|p| since_best >= p) {
                 tracing::info!("early stop: {since_best} epochs without a better valid MRR@20");
@@ -228,14 +200,7 @@ impl<'a> Trainer<'a> {
             let t1 = Instant::now();
             let ranks = evaluate_ranks(self.model, &eval_set, self.cfg.eval_batch_size)?;
             let metrics = Metrics::from_ranks(&ranks);
-            let log = EpochLog {
-                epoch,
-                lr,
-                loss,
-                train_s,
-                eval_s: t1.elapsed().as_secs_f64(),
-                metrics,
-            };
+            let log = EpochLog { epoch, lr, loss, train_s, eval_s: t1.elapsed().as_secs_f64(), metrics };
             if let Some(cb) = &self.on_epoch {
                 cb(&log);
             }
@@ -258,10 +223,7 @@ impl<'a> Trainer<'a> {
             .map(|e| e.epoch)
             .context("no epoch was trained")?;
         // Keep the selected parameters in the model.
-        self.params.restore(&candle_core::safetensors::load(
-            &best_path,
-            self.params.device(),
-        )?)?;
+        self.params.restore(&candle_core::safetensors::load(&best_path, self.params.device())?)?;
         let ranks = evaluate_ranks(self.model, test, self.cfg.eval_batch_size)?;
         let checkpoint_test = Metrics::from_ranks(&ranks);
         checkpoint::write_ranks_atomic(&self.run_dir.join("test_ranks.txt"), &ranks)?;
@@ -283,10 +245,8 @@ impl<'a> Trainer<'a> {
 fn progress_bar(len: u64, msg: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} {bar:30} {pos}/{len} batches {per_sec} eta {eta}",
-        )
-        .expect("valid progress template"),
+        indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} batches {per_sec} eta {eta}")
+            .expect("valid progress template"),
     );
     bar.set_message(msg.to_string());
     bar
