@@ -254,4 +254,143 @@ mod tests {
             assert!(v.iter().all(|x| x.abs() <= bound + 1e-6));
         }
     }
+
+    /// The official code's dense formulation for one session: `A_in`, `A_out` as `[n, n]`
+    /// matrices over the sorted unique items, masked attention over positions.
+    fn official_session(m: &SrGnn, s: &[u32]) -> Vec<f32> {
+        let dev = Device::Cpu;
+        let mut nodes = s.to_vec();
+        nodes.sort_unstable();
+        nodes.dedup();
+        let n = nodes.len();
+        let pos = |i: u32| nodes.iter().position(|&x| x == i).unwrap();
+        let mut a = vec![0f32; n * n];
+        for w in s.windows(2) {
+            a[pos(w[0]) * n + pos(w[1])] = 1.0;
+        }
+        // u_A_in = A / colsum, transposed; u_A_out = A / rowsum.
+        let mut a_in = vec![0f32; n * n];
+        let mut a_out = vec![0f32; n * n];
+        for u in 0..n {
+            for v in 0..n {
+                let col: f32 = (0..n).map(|k| a[k * n + v]).sum::<f32>().max(1.0);
+                let row: f32 = (0..n).map(|k| a[u * n + k]).sum::<f32>().max(1.0);
+                a_in[v * n + u] = a[u * n + v] / col;
+                a_out[u * n + v] = a[u * n + v] / row;
+            }
+        }
+        let a_in = Tensor::from_vec(a_in, (n, n), &dev).unwrap();
+        let a_out = Tensor::from_vec(a_out, (n, n), &dev).unwrap();
+        let ids = Tensor::from_vec(nodes.clone(), n, &dev).unwrap();
+        let h = m.embedding.index_select(&ids, 0).unwrap();
+        let c = &m.cell;
+        let d = m.cfg.dim;
+        let input_in = a_in.matmul(&c.edge_in.forward(&h).unwrap()).unwrap().broadcast_add(&c.b_iah).unwrap();
+        let input_out =
+            a_out.matmul(&c.edge_out.forward(&h).unwrap()).unwrap().broadcast_add(&c.b_oah).unwrap();
+        let inputs = Tensor::cat(&[&input_in, &input_out], 1).unwrap();
+        let gi = c.input_gates.forward(&inputs).unwrap();
+        let gh = c.hidden_gates.forward(&h).unwrap();
+        let part = |t: &Tensor, k: usize| t.narrow(1, k * d, d).unwrap();
+        let r = candle_nn::ops::sigmoid(&(part(&gi, 0) + part(&gh, 0)).unwrap()).unwrap();
+        let z = candle_nn::ops::sigmoid(&(part(&gi, 1) + part(&gh, 1)).unwrap()).unwrap();
+        let nn = (part(&gi, 2) + r.mul(&part(&gh, 2)).unwrap()).unwrap().tanh().unwrap();
+        let hy = (&nn + z.mul(&(&h - &nn).unwrap()).unwrap()).unwrap();
+        let alias =
+            Tensor::from_vec(s.iter().map(|&i| pos(i) as u32).collect::<Vec<_>>(), s.len(), &dev).unwrap();
+        let seq = hy.index_select(&alias, 0).unwrap();
+        let ht = seq.narrow(0, s.len() - 1, 1).unwrap();
+        let q1 = m.attn_last.forward(&ht).unwrap();
+        let q2 = m.attn_item.forward(&seq).unwrap();
+        let alpha =
+            m.attn_score.forward(&candle_nn::ops::sigmoid(&q2.broadcast_add(&q1).unwrap()).unwrap()).unwrap();
+        let a = seq.broadcast_mul(&alpha).unwrap().sum_keepdim(0).unwrap();
+        let out = m.transform.as_ref().unwrap().forward(&Tensor::cat(&[&a, &ht], 1).unwrap()).unwrap();
+        out.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    #[test]
+    fn packed_batch_equals_official_dense_formulation() {
+        let (_ps, m) = model(30, 12);
+        let sessions: Vec<&[u32]> = vec![&[5, 3, 5, 7], &[9], &[1, 2, 1, 2, 3, 30], &[4, 4, 4], &[8, 6]];
+        let batch: Vec<Vec<f32>> = m.session(&sessions, false).unwrap().to_vec2().unwrap();
+        for (s, got) in sessions.iter().zip(&batch) {
+            let want = official_session(&m, s);
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-5, "session {s:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    /// Central differences in f64 against autograd, for the gated cell's input and a bias.
+    #[test]
+    fn gated_cell_gradient_matches_finite_differences() {
+        use candle_core::{DType, Var};
+        let dev = Device::Cpu;
+        let d = 4;
+        let ps = ParamStore::new(3, &dev);
+        let cell32 = GatedCell::new(&ps, d, 0.5).unwrap();
+        let to64 = |t: &Tensor| Var::from_tensor(&t.to_dtype(DType::F64).unwrap()).unwrap();
+        let dense = |x: &Dense| Dense {
+            weight: to64(&x.weight).as_tensor().clone(),
+            bias: x.bias.as_ref().map(|b| to64(b).as_tensor().clone()),
+        };
+        let b_iah = to64(&cell32.b_iah);
+        let cell = GatedCell {
+            edge_in: dense(&cell32.edge_in),
+            edge_out: dense(&cell32.edge_out),
+            b_iah: b_iah.as_tensor().clone(),
+            b_oah: to64(&cell32.b_oah).as_tensor().clone(),
+            input_gates: dense(&cell32.input_gates),
+            hidden_gates: dense(&cell32.hidden_gates),
+        };
+        let g = PackedGraphs::build(&[&[1, 2, 3, 2], &[4, 5]]);
+        let n = g.n_nodes();
+        let edges = |e: &Edges| {
+            let w: Vec<f64> = e.weight.iter().map(|&x| x as f64).collect();
+            Some(EdgeTensors {
+                src: Tensor::new(e.src.as_slice(), &dev).unwrap(),
+                dst: Tensor::new(e.dst.as_slice(), &dev).unwrap(),
+                weight: Tensor::from_vec(w, (e.src.len(), 1), &dev).unwrap(),
+                n_nodes: n,
+            })
+        };
+        let (inc, out) = (edges(&g.incoming), edges(&g.outgoing));
+        let h0: Vec<f64> = (0..n * d).map(|i| ((i * 37 % 11) as f64 - 5.0) / 7.0).collect();
+        let probe = Tensor::from_vec(
+            (0..n * d).map(|i| ((i * 13 % 7) as f64 - 3.0) / 3.0).collect::<Vec<_>>(),
+            (n, d),
+            &dev,
+        )
+        .unwrap();
+        let loss_of = |h: &Tensor, cell: &GatedCell| -> Tensor {
+            cell.step(&inc, &out, h).unwrap().mul(&probe).unwrap().sum_all().unwrap()
+        };
+        let h = Var::from_tensor(&Tensor::from_vec(h0.clone(), (n, d), &dev).unwrap()).unwrap();
+        let grads = loss_of(h.as_tensor(), &cell).backward().unwrap();
+        let gh: Vec<f64> = grads.get(h.as_tensor()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let gb: Vec<f64> = grads.get(b_iah.as_tensor()).unwrap().to_vec1().unwrap();
+        let eps = 1e-6;
+        let eval_h = |i: usize, delta: f64| {
+            let mut v = h0.clone();
+            v[i] += delta;
+            loss_of(&Tensor::from_vec(v, (n, d), &dev).unwrap(), &cell).to_scalar::<f64>().unwrap()
+        };
+        for i in 0..n * d {
+            let fd = (eval_h(i, eps) - eval_h(i, -eps)) / (2.0 * eps);
+            assert!((fd - gh[i]).abs() < 1e-6, "dL/dh[{i}]: fd {fd} vs autograd {}", gh[i]);
+        }
+        let base: Vec<f64> = b_iah.as_tensor().to_vec1().unwrap();
+        let h_t = h.as_tensor().clone();
+        for i in 0..d {
+            let shifted = |delta: f64| {
+                let mut v = base.clone();
+                v[i] += delta;
+                b_iah.set(&Tensor::new(v.as_slice(), &dev).unwrap()).unwrap();
+                loss_of(&h_t, &cell).to_scalar::<f64>().unwrap()
+            };
+            let fd = (shifted(eps) - shifted(-eps)) / (2.0 * eps);
+            assert!((fd - gb[i]).abs() < 1e-6, "dL/db_iah[{i}]: fd {fd} vs autograd {}", gb[i]);
+        }
+    }
 }
