@@ -63,8 +63,8 @@ pub fn stats(data: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn synth(out: &Path, seed: u64) -> Result<()> {
-    let ds = dmsrec_data::synth::generate(&dmsrec_data::synth::SynthConfig { seed, ..Default::default() });
+pub fn synth(out: &Path, cfg: &dmsrec_data::synth::SynthConfig) -> Result<()> {
+    let ds = dmsrec_data::synth::generate(cfg);
     tsv::write_dataset(out, &ds)?;
     println!("wrote {}", out.display());
     print_stats(&ds);

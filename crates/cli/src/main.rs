@@ -61,6 +61,12 @@ enum DataCommand {
         out: PathBuf,
         #[arg(long, default_value_t = 2024)]
         seed: u64,
+        #[arg(long, default_value_t = 600)]
+        items: usize,
+        #[arg(long, default_value_t = 6000)]
+        train_sessions: usize,
+        #[arg(long, default_value_t = 800)]
+        test_sessions: usize,
     },
     /// Download raw MovieLens-1M or Amazon Beauty 2014 (checksum-verified, resumable).
     Download {
@@ -220,7 +226,16 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Data(DataCommand::Import(a)) => commands::import(&a),
         Command::Data(DataCommand::Stats { data }) => commands::stats(&data),
-        Command::Data(DataCommand::Synth { out, seed }) => commands::synth(&out, seed),
+        Command::Data(DataCommand::Synth { out, seed, items, train_sessions, test_sessions }) => {
+            let cfg = dmsrec_data::synth::SynthConfig {
+                seed,
+                n_items: items,
+                n_train_sessions: train_sessions,
+                n_test_sessions: test_sessions,
+                ..Default::default()
+            };
+            commands::synth(&out, &cfg)
+        }
         Command::Data(DataCommand::Download { source, dir, base_url }) => {
             commands::download(source, &dir, base_url)
         }
