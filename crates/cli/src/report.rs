@@ -1,8 +1,8 @@
 //! Provenance recorded with every result: command line, git revision, peak memory.
 
-/// The command line as typed.
+/// The command line, with the program named `dmsrec` wherever the binary was run from.
 pub fn command_line() -> String {
-    std::env::args().collect::<Vec<_>>().join(" ")
+    std::iter::once("dmsrec".to_string()).chain(std::env::args().skip(1)).collect::<Vec<_>>().join(" ")
 }
 
 /// `git describe`-like revision of the working tree, with `-dirty` when it has changes.
