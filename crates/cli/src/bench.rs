@@ -10,6 +10,7 @@ use dmsrec_models::ParamStore;
 use dmsrec_train::trainer::recommendation_loss;
 use dmsrec_train::{evaluate_ranks, Adam, AdamConfig};
 use rand::seq::SliceRandom;
+use rand::Rng;
 use rand::SeedableRng;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -86,5 +87,72 @@ pub fn train(a: &BenchTrainArgs) -> Result<()> {
     println!("examples/s         {:.0}", examples as f64 / timed);
     println!("evaluate test      {:.2} s ({} examples)", eval_s, ds.test.len());
     println!("peak RSS           {:.0} MB", peak_rss_mb().unwrap_or(f64::NAN));
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct BenchStepArgs {
+    #[arg(long, default_value = "srgnn")]
+    model: String,
+    #[arg(long, default_value_t = 3416)]
+    items: usize,
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+    /// Clicks per session.
+    #[arg(long, default_value_t = 20)]
+    len: usize,
+    /// Distinct items per session.
+    #[arg(long, default_value_t = 15)]
+    unique: usize,
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+}
+
+/// One fixed batch of synthetic sessions, trained on repeatedly: the shapes of the reference
+/// PyTorch step benchmark (batch 100, 3,416 items, 20 clicks over 15 distinct items).
+pub fn step(a: &BenchStepArgs) -> Result<()> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let unique = a.unique.clamp(1, a.len.max(1));
+    let batch: Vec<Example> = (0..a.batch_size)
+        .map(|_| {
+            let distinct: Vec<u32> = rand::seq::index::sample(&mut rng, a.items, unique)
+                .into_iter()
+                .map(|i| i as u32 + 1)
+                .collect();
+            let mut prefix = distinct.clone();
+            while prefix.len() < a.len {
+                prefix.push(*distinct.choose(&mut rng).expect("at least one item"));
+            }
+            prefix.shuffle(&mut rng);
+            Example { prefix, target: rng.gen_range(1..=a.items as u32) }
+        })
+        .collect();
+    let params = ParamStore::new(0, &Device::Cpu);
+    let model = model_config(&a.model, a.items, 100, 1)?.build(&params)?;
+    let mut opt = Adam::new(params.vars(), AdamConfig::default());
+    let refs: Vec<&Example> = batch.iter().collect();
+    let sessions: Vec<&[u32]> = batch.iter().map(|e| e.prefix.as_slice()).collect();
+    let mut step_s = Vec::new();
+    for i in 0..a.warmup + a.steps {
+        let t = Instant::now();
+        let scores = model.scores(&model.session(&sessions, true)?)?;
+        let loss = recommendation_loss(&scores, &refs)?;
+        opt.step(&loss.backward()?)?;
+        if i >= a.warmup {
+            step_s.push(t.elapsed().as_secs_f64());
+        }
+    }
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_default();
+    println!(
+        "model {}: batch {}, {} items, {} clicks / {} distinct per session, threads {threads}",
+        a.model, a.batch_size, a.items, a.len, unique
+    );
+    println!(
+        "median step        {:.2} ms over {} steps (graph building included)",
+        1e3 * median(&step_s),
+        a.steps
+    );
     Ok(())
 }

@@ -116,6 +116,7 @@ pub fn train_config(a: &TrainArgs) -> TrainConfig {
     cfg.adam.lr = a.lr;
     cfg.adam.weight_decay = a.l2;
     cfg.patience = Some(a.patience);
+    cfg.session_dropout = a.session_dropout;
     cfg
 }
 
@@ -223,6 +224,9 @@ fn write_results(path: &Path, a: &TrainArgs, ds: &Dataset, results: &[RunResult]
         "metrics": metrics,
         "chosen_epoch": results.iter().map(|r| (format!("{:?}", r.protocol).to_lowercase(), r.chosen_epoch)).collect::<std::collections::BTreeMap<_, _>>(),
         "schedule": train_config(a).schedule,
+        "lr": a.lr,
+        "l2": a.l2,
+        "session_dropout": a.session_dropout,
         "command": command_line(),
         "git": git_revision(),
         "seed": a.seed,

@@ -164,6 +164,9 @@ pub struct TrainArgs {
     pub patience: usize,
     #[arg(long, default_value_t = 100)]
     pub dim: usize,
+    /// Dropout on the session representation while training (0: the paper's recipe).
+    #[arg(long, default_value_t = 0.0)]
+    pub session_dropout: f64,
     /// GNN propagation steps.
     #[arg(long, default_value_t = 1)]
     pub step: usize,
@@ -210,6 +213,8 @@ pub struct DemoArgs {
 enum BenchCommand {
     /// Seconds per epoch, examples/s and peak RSS of training.
     Train(bench::BenchTrainArgs),
+    /// Median time of one training step on fixed synthetic shapes (compare with PyTorch).
+    Step(bench::BenchStepArgs),
 }
 
 fn main() -> Result<()> {
@@ -244,5 +249,6 @@ fn main() -> Result<()> {
         Command::Recommend(a) => commands::recommend(&a.checkpoint, &a.session, a.k, a.data.as_deref()),
         Command::Demo(a) => demo::run(&a),
         Command::Bench(BenchCommand::Train(a)) => bench::train(&a),
+        Command::Bench(BenchCommand::Step(a)) => bench::step(&a),
     }
 }

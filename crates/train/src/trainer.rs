@@ -16,7 +16,7 @@ use candle_core::Tensor;
 use dmsrec_data::Example;
 use dmsrec_models::{Backbone, ParamStore};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -52,6 +52,9 @@ pub struct TrainConfig {
     pub valid_fraction: f64,
     /// Stop after this many epochs without a better selection metric (valid protocol).
     pub patience: Option<usize>,
+    /// Dropout on the session representation during training (0 = none, the paper's recipe).
+    #[serde(default)]
+    pub session_dropout: f64,
 }
 
 impl Default for TrainConfig {
@@ -65,6 +68,7 @@ impl Default for TrainConfig {
             seed: 2024,
             valid_fraction: 0.1,
             patience: Some(3),
+            session_dropout: 0.0,
         }
     }
 }
@@ -146,14 +150,17 @@ pub struct Trainer<'a> {
 impl<'a> Trainer<'a> {
     fn train_epoch(&self, opt: &mut Adam, train: &[Example], epoch: usize) -> Result<f64> {
         let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(self.cfg.seed.wrapping_add(epoch as u64)));
+        let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed.wrapping_add(epoch as u64));
+        order.shuffle(&mut rng);
         let n_batches = order.len().div_ceil(self.cfg.batch_size);
         let bar = progress_bar(n_batches as u64, &format!("epoch {epoch}"));
         let mut total = 0.0;
         for idx in order.chunks(self.cfg.batch_size) {
             let batch: Vec<&Example> = idx.iter().map(|&i| &train[i]).collect();
             let sessions: Vec<&[u32]> = batch.iter().map(|e| e.prefix.as_slice()).collect();
-            let scores = self.model.scores(&self.model.session(&sessions, true)?)?;
+            let session = self.model.session(&sessions, true)?;
+            let session = dropout(&session, self.cfg.session_dropout, &mut rng)?;
+            let scores = self.model.scores(&session)?;
             let loss = recommendation_loss(&scores, &batch)?;
             total += loss.to_scalar::<f32>()? as f64;
             opt.step(&loss.backward()?)?;
@@ -242,6 +249,19 @@ impl<'a> Trainer<'a> {
     }
 }
 
+/// Inverted dropout with a mask from the trainer's seeded stream (candle cannot seed its CPU
+/// generator), so runs stay reproducible and resumable.
+pub fn dropout(x: &Tensor, p: f64, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+    if p <= 0.0 {
+        return Ok(x.clone());
+    }
+    let keep = 1.0 - p;
+    let mask: Vec<f32> = (0..x.elem_count())
+        .map(|_| if rng.gen::<f64>() < keep { (1.0 / keep) as f32 } else { 0.0 })
+        .collect();
+    Ok(x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)?)
+}
+
 fn progress_bar(len: u64, msg: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
@@ -258,4 +278,25 @@ pub fn protocol_dir(out: &Path, protocol: Protocol) -> PathBuf {
         Protocol::Paper => "paper",
         Protocol::Valid => "valid",
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropout_keeps_expectation_and_is_seeded() {
+        let x = Tensor::ones((200, 50), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+        let a = dropout(&x, 0.25, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+        let b = dropout(&x, 0.25, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+        let va: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(va, b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        let zeros = va.iter().filter(|&&v| v == 0.0).count() as f64 / va.len() as f64;
+        assert!((zeros - 0.25).abs() < 0.02, "dropped share {zeros}");
+        let mean = va.iter().map(|&v| v as f64).sum::<f64>() / va.len() as f64;
+        assert!((mean - 1.0).abs() < 0.03, "mean {mean}");
+        assert!(va.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
+        let none = dropout(&x, 0.0, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+        assert_eq!(none.sum_all().unwrap().to_scalar::<f32>().unwrap(), 10_000.0);
+    }
 }
