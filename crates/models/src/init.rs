@@ -132,7 +132,7 @@ impl Dense {
         let rows = x.elem_count() / d_in;
         let y = x.reshape((rows, d_in))?.matmul(&self.weight.t()?)?;
         let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
+            Some(b) => crate::ops::add_bias(&y, b)?,
             None => y,
         };
         let mut out_dims = dims.to_vec();
