@@ -3,6 +3,7 @@
 mod bench;
 mod commands;
 mod demo;
+mod intents;
 mod report;
 
 use anyhow::Result;
@@ -37,6 +38,8 @@ enum Command {
     Train(TrainArgs),
     /// Evaluate a checkpoint on its dataset's test split.
     Evaluate(EvaluateArgs),
+    /// Phase I: the backbone's top-K candidate items for every example.
+    Candidates(intents::CandidatesArgs),
     /// Top-k items for a session.
     Recommend(RecommendArgs),
     /// Train SR-GNN on the embedded synthetic shop and show what it recommends.
@@ -247,6 +250,7 @@ fn main() -> Result<()> {
         Command::Train(a) => commands::train(&a).map(|_| ()),
         Command::Evaluate(a) => commands::evaluate(&a.checkpoint, a.data.as_deref()),
         Command::Recommend(a) => commands::recommend(&a.checkpoint, &a.session, a.k, a.data.as_deref()),
+        Command::Candidates(a) => intents::candidates(&a),
         Command::Demo(a) => demo::run(&a),
         Command::Bench(BenchCommand::Train(a)) => bench::train(&a),
         Command::Bench(BenchCommand::Step(a)) => bench::step(&a),
