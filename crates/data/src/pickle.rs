@@ -8,7 +8,7 @@
 //! Item ids must be ≥ 1 (0 is padding). Pickles are binary, so errors name the file and the
 //! position inside the unpickled value (e.g. `sessions[3][1]`) instead of a line.
 
-use crate::{Catalog, DataError, Dataset, Example, Result};
+use crate::{DataError, Dataset, Example, Result};
 use serde_pickle::{DeOptions, Value};
 use std::path::Path;
 
@@ -141,26 +141,10 @@ pub fn read_pickle_dataset(dir: &Path, items_tsv: Option<&Path>) -> Result<Datas
     let items_path = items_tsv.or_else(|| default_items.exists().then_some(default_items.as_path()));
     let catalog = match items_path {
         Some(p) => crate::tsv::read_items(p)?,
-        None => {
-            let max = train
-                .iter()
-                .chain(&test)
-                .flat_map(|e| e.prefix.iter().chain([&e.target]))
-                .chain(train_sequences.iter().flatten())
-                .copied()
-                .max()
-                .unwrap_or(0);
-            Catalog::untitled(max as usize)
-        }
+        None => crate::tsv::untitled_catalog(&train, &test, &train_sequences),
     };
-    let name = dir
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "dataset".into());
-    let ds = Dataset { name, catalog, train, test, train_sequences };
-    ds.validate().map_err(|e| DataError::Other(format!("{}: {e}", dir.display())))?;
-    Ok(ds)
+    let name = crate::tsv::folder_name(dir);
+    crate::tsv::validated(dir, Dataset { name, catalog, train, test, train_sequences })
 }
 
 #[cfg(test)]

@@ -155,22 +155,34 @@ pub fn read_dataset(dir: &Path) -> Result<Dataset> {
     let catalog = if items_path.exists() {
         read_items(&items_path)?
     } else {
-        let max = train
-            .iter()
-            .chain(&test)
-            .flat_map(|e| e.prefix.iter().chain([&e.target]))
-            .chain(train_sequences.iter().flatten())
-            .copied()
-            .max()
-            .unwrap_or(0);
-        Catalog::untitled(max as usize)
+        untitled_catalog(&train, &test, &train_sequences)
     };
-    let name = dir
-        .canonicalize()
+    validated(dir, Dataset { name: folder_name(dir), catalog, train, test, train_sequences })
+}
+
+/// A catalog without titles, sized by the largest item id in use.
+pub(crate) fn untitled_catalog(train: &[Example], test: &[Example], sequences: &[Vec<u32>]) -> Catalog {
+    let max = train
+        .iter()
+        .chain(test)
+        .flat_map(|e| e.prefix.iter().chain([&e.target]))
+        .chain(sequences.iter().flatten())
+        .copied()
+        .max()
+        .unwrap_or(0);
+    Catalog::untitled(max as usize)
+}
+
+/// The dataset name of a folder: its own name.
+pub(crate) fn folder_name(dir: &Path) -> String {
+    dir.canonicalize()
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "dataset".into());
-    let ds = Dataset { name, catalog, train, test, train_sequences };
+        .unwrap_or_else(|| "dataset".into())
+}
+
+/// Validates a dataset read from `dir`, naming the folder in the error.
+pub(crate) fn validated(dir: &Path, ds: Dataset) -> Result<Dataset> {
     ds.validate().map_err(|e| DataError::Other(format!("{}: {e}", dir.display())))?;
     Ok(ds)
 }
