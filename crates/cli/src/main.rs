@@ -3,6 +3,7 @@
 mod bench;
 mod commands;
 mod demo;
+mod intent_stage;
 mod intents;
 mod report;
 
@@ -40,6 +41,8 @@ enum Command {
     Evaluate(EvaluateArgs),
     /// Phase I: the backbone's top-K candidate items for every example.
     Candidates(intents::CandidatesArgs),
+    /// Phase II: LLM intents for a split's examples (cached, resumable) and their embeddings.
+    Intents(intent_stage::IntentsArgs),
     /// Top-k items for a session.
     Recommend(RecommendArgs),
     /// Train SR-GNN on the embedded synthetic shop and show what it recommends.
@@ -218,6 +221,8 @@ enum BenchCommand {
     Train(bench::BenchTrainArgs),
     /// Median time of one training step on fixed synthetic shapes (compare with PyTorch).
     Step(bench::BenchStepArgs),
+    /// LLM prompt speed (prefill, decode, prompts/s) on ML-1M test prompts, then encoder sentences/s.
+    Intents(intent_stage::BenchIntentsArgs),
 }
 
 fn main() -> Result<()> {
@@ -229,6 +234,7 @@ fn main() -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
     match cli.command {
@@ -251,8 +257,10 @@ fn main() -> Result<()> {
         Command::Evaluate(a) => commands::evaluate(&a.checkpoint, a.data.as_deref()),
         Command::Recommend(a) => commands::recommend(&a.checkpoint, &a.session, a.k, a.data.as_deref()),
         Command::Candidates(a) => intents::candidates(&a),
+        Command::Intents(a) => intent_stage::intents(&a),
         Command::Demo(a) => demo::run(&a),
         Command::Bench(BenchCommand::Train(a)) => bench::train(&a),
         Command::Bench(BenchCommand::Step(a)) => bench::step(&a),
+        Command::Bench(BenchCommand::Intents(a)) => intent_stage::bench(&a),
     }
 }

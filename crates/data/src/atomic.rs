@@ -20,6 +20,14 @@ where
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| DataError::io(dir, e))?;
+    // tempfile creates 0600 files; outputs are ordinary files that others may read.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| DataError::io(path, e))?;
+    }
     {
         let mut w = BufWriter::new(tmp.as_file());
         fill(&mut w).map_err(|e| DataError::io(path, e))?;
@@ -52,5 +60,10 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), b"old");
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "temporary file left behind");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
+        }
     }
 }
