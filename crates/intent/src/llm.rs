@@ -48,5 +48,9 @@ pub trait LlmBackend {
     /// Identifies the model (file name + size, or server model name) in cache keys and results.
     fn model_id(&self) -> String;
     /// Answers a batch of chats, in order. Backends may decode them together.
-    fn generate(&mut self, requests: &[ChatRequest], settings: &GenerationSettings) -> anyhow::Result<Vec<Completion>>;
+    fn generate(
+        &mut self,
+        requests: &[ChatRequest],
+        settings: &GenerationSettings,
+    ) -> anyhow::Result<Vec<Completion>>;
 }
