@@ -1,26 +1,8 @@
 //! The `dmsrec` binary end to end on a small synthetic dataset.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn dmsrec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dmsrec")).args(args).output().expect("run dmsrec")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = dmsrec(args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "dmsrec {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use common::{dmsrec, ok, p};
 
 #[test]
 fn synth_train_evaluate_recommend() {

@@ -2,39 +2,23 @@
 //! and all-MiniLM-L6-v2 from `models/` (scripts/fetch-models.sh). Without them the model tests
 //! fail, unless `DMSREC_SKIP_MODEL_TESTS=1`, which skips them (loudly).
 
+mod common;
+
+use common::{dmsrec, ok, p};
 use dmsrec_intent::cache::AnswerCache;
 use dmsrec_intent::embed::IntentEmbeddings;
 use dmsrec_intent::prompt::PromptBuilder;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-fn dmsrec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dmsrec")).args(args).output().expect("run dmsrec")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = dmsrec(args);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "dmsrec {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
 
 fn fails(args: &[&str]) -> String {
     let out = dmsrec(args);
     assert!(!out.status.success(), "dmsrec {args:?} should have failed");
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 struct Models {
