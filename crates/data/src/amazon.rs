@@ -190,12 +190,7 @@ pub fn read_amazon_with(
     meta_path: Option<&Path>,
     opts: &AmazonOptions,
 ) -> Result<(Dataset, AmazonReport)> {
-    if !(0.0..=1.0).contains(&opts.train_fraction) {
-        return Err(DataError::Other(format!(
-            "train fraction must be in [0, 1], got {}",
-            opts.train_fraction
-        )));
-    }
+    crate::check_fraction("train fraction", opts.train_fraction)?;
     let users = read_review_sequences(reviews_path)?;
     let mut asins: Vec<&str> = users.iter().flat_map(|(_, s)| s.iter().map(String::as_str)).collect();
     let n_reviews = asins.len();

@@ -242,9 +242,7 @@ pub fn read_interactions_with_report(
     items: Option<&Path>,
     opts: &InteractionsOptions,
 ) -> Result<(Dataset, InteractionsReport)> {
-    if !(0.0..=1.0).contains(&opts.test_fraction) {
-        return Err(DataError::Other(format!("test fraction must be in [0, 1], got {}", opts.test_fraction)));
-    }
+    crate::check_fraction("test fraction", opts.test_fraction)?;
     let gap = match opts.session_gap_s {
         Some(g) if g < 0.0 || !g.is_finite() => {
             return Err(DataError::Other(format!("session gap must be ≥ 0 seconds, got {g}")))

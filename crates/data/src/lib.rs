@@ -136,6 +136,15 @@ impl Dataset {
     }
 }
 
+/// Checks that a split fraction option lies in [0, 1].
+pub(crate) fn check_fraction(what: &str, value: f64) -> Result<()> {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(DataError::Other(format!("{what} must be in [0, 1], got {value}")))
+    }
+}
+
 /// The examples of a list of sessions.
 ///
 /// Without augmentation every session of length ≥ 2 gives `s[:-1] → s[-1]` (the paper's ML-1M);

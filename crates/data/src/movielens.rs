@@ -204,12 +204,7 @@ pub fn read_movielens_files(
     movies_path: &Path,
     opts: &MovielensOptions,
 ) -> Result<(Dataset, MovielensReport)> {
-    if !(0.0..=1.0).contains(&opts.train_fraction) {
-        return Err(DataError::Other(format!(
-            "train fraction must be in [0, 1], got {}",
-            opts.train_fraction
-        )));
-    }
+    crate::check_fraction("train fraction", opts.train_fraction)?;
     let ratings = read_ratings(ratings_path)?;
     let movies = read_movies(movies_path)?;
 
