@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::ValueEnum;
 use dmsrec_data::{stats::stats as dataset_stats, tsv, Dataset};
+use dmsrec_intent::candidates::top_k_of_row;
 use dmsrec_models::{Backbone, ModelConfig, ParamStore, SrGnnConfig};
 use dmsrec_train::checkpoint::{self, CheckpointConfig};
 use dmsrec_train::trainer::protocol_dir;
@@ -288,16 +289,11 @@ pub fn parse_session(text: &str, n_items: usize) -> Result<Vec<u32>> {
     Ok(ids)
 }
 
-/// The k best items for a session, excluding none: `(item id, score)`, best first.
+/// The k best items for a session: `(item id, score)`, best first (ties to the smaller id).
 pub fn top_k(model: &dyn Backbone, session: &[u32], k: usize) -> Result<Vec<(u32, f32)>> {
     let scores = model.scores(&model.session(&[session], false)?)?;
     let row: Vec<f32> = scores.squeeze(0)?.to_vec1()?;
-    let mut idx: Vec<usize> = (0..row.len()).collect();
-    let k = k.min(row.len());
-    idx.select_nth_unstable_by(k.saturating_sub(1), |&a, &b| row[b].total_cmp(&row[a]));
-    idx.truncate(k);
-    idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
-    Ok(idx.into_iter().map(|i| (i as u32 + 1, row[i])).collect())
+    Ok(top_k_of_row(&row, k).into_iter().map(|id| (id, row[id as usize - 1])).collect())
 }
 
 pub fn recommend(ckpt: &Path, session: &str, k: usize, data: Option<&Path>) -> Result<()> {
