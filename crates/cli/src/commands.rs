@@ -1,14 +1,16 @@
 //! The data, train, evaluate and recommend subcommands.
 
 use crate::report::{command_line, git_revision, median, peak_rss_mb};
-use crate::{ImportArgs, ImportFormat, ProtocolArg, ScheduleArg, TrainArgs};
-use anyhow::{bail, Context, Result};
+use crate::{ImportArgs, ImportFormat, JointArgs, ProtocolArg, ScheduleArg, TrainArgs};
+use anyhow::{bail, ensure, Context, Result};
 use candle_core::Device;
 use clap::ValueEnum;
 use dmsrec_data::{stats::stats as dataset_stats, tsv, Dataset};
 use dmsrec_intent::candidates::top_k_of_row;
+use dmsrec_intent::embed::IntentEmbeddings;
 use dmsrec_models::{Backbone, ModelConfig, ParamStore, SrGnnConfig};
 use dmsrec_train::checkpoint::{self, CheckpointConfig};
+use dmsrec_train::joint::{IntentFeatures, IntentFusion, IntentRow, IntentUse, JointConfig};
 use dmsrec_train::trainer::protocol_dir;
 use dmsrec_train::{evaluate_ranks, Metrics, Protocol, RunResult, Schedule, TrainConfig, Trainer};
 use serde_json::json;
@@ -72,6 +74,26 @@ pub fn synth(out: &Path, cfg: &dmsrec_data::synth::SynthConfig) -> Result<()> {
     Ok(())
 }
 
+/// Writes a seeded sample of `data` to `out`, with `sample.json` naming the source lines it kept.
+pub fn sample(data: &Path, out: &Path, n_train: usize, n_test: usize, seed: u64) -> Result<()> {
+    let (ds, index) = dmsrec_data::sample::sample(&tsv::read_dataset(data)?, n_train, n_test, seed)?;
+    tsv::write_dataset(out, &ds)?;
+    dmsrec_data::atomic::write_atomic(&out.join(SAMPLE_INDEX), |w| {
+        serde_json::to_writer(&mut *w, &index)?;
+        writeln!(w)
+    })?;
+    println!(
+        "wrote {} ({} train, {} test examples, seed {seed})",
+        out.display(),
+        ds.train.len(),
+        ds.test.len()
+    );
+    Ok(())
+}
+
+/// The file in a sampled dataset folder that lists which source examples it holds.
+pub const SAMPLE_INDEX: &str = "sample.json";
+
 pub fn download(source: DownloadSource, dir: &Path, base_url: Option<String>) -> Result<()> {
     use dmsrec_data::download::{eprint_progress, DownloadOptions, Source};
     let source = match source {
@@ -121,7 +143,82 @@ pub fn train_config(a: &TrainArgs) -> TrainConfig {
     cfg
 }
 
-/// Trains under one protocol in `run_dir`, printing one line per epoch.
+/// LLM intents to fuse into a backbone: the fusion config and each split's features.
+pub struct JointSetup {
+    pub cfg: JointConfig,
+    /// The intent stage's output folder the features came from.
+    pub source: PathBuf,
+    pub train: IntentFeatures,
+    pub test: IntentFeatures,
+}
+
+/// One split's intent features from the intent stage's `embeddings_<split>.safetensors` in `dir`
+/// (rows for a subset of the split's examples, named by its `index` tensor).
+pub fn load_intent_features(
+    dir: &Path,
+    split: &str,
+    n_examples: usize,
+    usage: IntentUse,
+) -> Result<(IntentFeatures, usize)> {
+    let path = dir.join(format!("embeddings_{split}.safetensors"));
+    let emb = IntentEmbeddings::read_safetensors(&path)?;
+    let index: Vec<u32> = candle_core::safetensors::load(&path, &Device::Cpu)?
+        .remove("index")
+        .with_context(|| format!("{}: no tensor \"index\"", path.display()))?
+        .to_vec1()?;
+    ensure!(
+        index.len() == emb.len(),
+        "{}: {} index entries for {} rows",
+        path.display(),
+        index.len(),
+        emb.len()
+    );
+    let rows = index.iter().enumerate().map(|(r, &i)| {
+        let has_any = emb.mask[r] == 1;
+        (
+            i as usize,
+            IntentRow {
+                explicit: emb.explicit_row(r),
+                latent: emb.latent_row(r),
+                has_explicit: has_any && emb.explicit_from_latent[r] == 0,
+                has_latent: has_any && emb.latent_from_explicit[r] == 0,
+            },
+        )
+    });
+    let features = IntentFeatures::new(n_examples, emb.dim, usage, rows, &Device::Cpu)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok((features, emb.dim))
+}
+
+/// The joint setup of `train --intents DIR` (None without intents or with `--intent-use none`).
+pub fn joint_setup(a: &JointArgs, ds: &Dataset) -> Result<Option<JointSetup>> {
+    let Some(dir) = &a.intents else { return Ok(None) };
+    if a.intent_use == IntentUse::None {
+        return Ok(None);
+    }
+    let (train, dim) = load_intent_features(dir, "train", ds.train.len(), a.intent_use)?;
+    let (test, test_dim) = load_intent_features(dir, "test", ds.test.len(), a.intent_use)?;
+    ensure!(dim == test_dim, "{}: train intents are {dim} wide, test intents {test_dim}", dir.display());
+    let cfg = JointConfig {
+        intents: a.intent_use,
+        align: a.align,
+        alpha: a.alpha,
+        beta: a.beta,
+        sigma: a.sigma,
+        intent_dropout: a.intent_dropout,
+        intent_dim: dim,
+    };
+    let (te, tl) = train.coverage();
+    println!(
+        "intents from {}: {:.1}% of training examples with explicit, {:.1}% with latent",
+        dir.display(),
+        100.0 * te,
+        100.0 * tl
+    );
+    Ok(Some(JointSetup { cfg, source: dir.clone(), train, test }))
+}
+
+/// Trains a fresh model under one protocol in `run_dir`, printing one line per epoch.
 pub fn train_one(
     ds: &Dataset,
     data_dir: &Path,
@@ -129,25 +226,55 @@ pub fn train_one(
     cfg: &TrainConfig,
     protocol: Protocol,
     run_dir: &Path,
+    joint: Option<&JointSetup>,
 ) -> Result<RunResult> {
-    let device = Device::Cpu;
-    let params = ParamStore::new(cfg.seed, &device);
+    let params = ParamStore::new(cfg.seed, &Device::Cpu);
     let model = model_cfg.build(&params)?;
+    fit(ds, data_dir, model_cfg, cfg, protocol, run_dir, &params, &model, joint)
+}
+
+/// Trains `model` (whose parameters are in `params`), plain or with intents, in `run_dir`.
+#[allow(clippy::too_many_arguments)]
+pub fn fit(
+    ds: &Dataset,
+    data_dir: &Path,
+    model_cfg: &ModelConfig,
+    cfg: &TrainConfig,
+    protocol: Protocol,
+    run_dir: &Path,
+    params: &ParamStore,
+    model: &Box<dyn Backbone>,
+    joint: Option<&JointSetup>,
+) -> Result<RunResult> {
     std::fs::create_dir_all(run_dir)?;
+    let fusion = match joint {
+        Some(j) => {
+            Some(IntentFusion::new(model.as_ref(), j.cfg.clone(), params, j.train.clone(), j.test.clone())?)
+        }
+        None => None,
+    };
     let ck = CheckpointConfig {
         model: model_cfg.clone(),
         data: data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_path_buf()),
         dataset: ds.name.clone(),
         train: cfg.clone(),
         protocol,
+        joint: joint.map(|j| checkpoint::JointRecord { config: j.cfg.clone(), intents: j.source.clone() }),
     };
     checkpoint::write_json_atomic(&run_dir.join(checkpoint::CONFIG), &ck)?;
     let what = match protocol {
         Protocol::Paper => "test",
         Protocol::Valid => "valid",
     };
+    let with = match joint {
+        Some(j) => format!(
+            " + intents ({:?}, align {}, σ {}, α {}, β {})",
+            j.cfg.intents, j.cfg.align, j.cfg.sigma, j.cfg.alpha, j.cfg.beta
+        ),
+        None => String::new(),
+    };
     println!(
-        "{} on {} ({} train / {} test examples, {} items, {} parameters), protocol {:?}, seed {}",
+        "{}{with} on {} ({} train / {} test examples, {} items, {} parameters), protocol {:?}, seed {}",
         model.name(),
         ds.name,
         ds.train.len(),
@@ -157,9 +284,14 @@ pub fn train_one(
         protocol,
         cfg.seed
     );
+    let plain = dmsrec_train::Plain(model.as_ref());
+    let recommender: &dyn dmsrec_train::Recommender = match &fusion {
+        Some(f) => f,
+        None => &plain,
+    };
     let trainer = Trainer {
-        model: model.as_ref(),
-        params: &params,
+        model: recommender,
+        params,
         cfg: cfg.clone(),
         run_dir: run_dir.to_path_buf(),
         on_epoch: Some(Box::new(move |e| {
@@ -197,9 +329,10 @@ pub fn train(a: &TrainArgs) -> Result<Vec<RunResult>> {
         ProtocolArg::Valid => vec![Protocol::Valid],
         ProtocolArg::Both => vec![Protocol::Paper, Protocol::Valid],
     };
+    let joint = joint_setup(&a.joint, &ds)?;
     let mut results = Vec::new();
     for p in protocols {
-        results.push(train_one(&ds, &a.data, &model_cfg, &cfg, p, &protocol_dir(&a.out, p))?);
+        results.push(train_one(&ds, &a.data, &model_cfg, &cfg, p, &protocol_dir(&a.out, p), joint.as_ref())?);
     }
     if let Some(path) = &a.results {
         write_results(path, a, &ds, &results)?;
@@ -221,7 +354,8 @@ fn write_results(path: &Path, a: &TrainArgs, ds: &Dataset, results: &[RunResult]
     let value = json!({
         "model": a.model,
         "dataset": ds.name,
-        "variant": "plain",
+        "variant": if a.joint.intents.is_some() && a.joint.intent_use != IntentUse::None { "intents" } else { "plain" },
+        "joint": joint_setup_record(&a.joint),
         "metrics": metrics,
         "chosen_epoch": results.iter().map(|r| (format!("{:?}", r.protocol).to_lowercase(), r.chosen_epoch)).collect::<std::collections::BTreeMap<_, _>>(),
         "schedule": train_config(a).schedule,
@@ -240,6 +374,17 @@ fn write_results(path: &Path, a: &TrainArgs, ds: &Dataset, results: &[RunResult]
     checkpoint::write_json_atomic(path, &value)?;
     println!("wrote {}", path.display());
     Ok(())
+}
+
+/// The fusion options of a results file (null for a plain run).
+fn joint_setup_record(a: &JointArgs) -> serde_json::Value {
+    match &a.intents {
+        Some(dir) if a.intent_use != IntentUse::None => json!({
+            "intents": dir, "intent_use": a.intent_use, "align": a.align, "alpha": a.alpha,
+            "beta": a.beta, "sigma": a.sigma, "intent_dropout": a.intent_dropout,
+        }),
+        _ => serde_json::Value::Null,
+    }
 }
 
 fn dataset_of(cfg: &CheckpointConfig, data: Option<&Path>) -> Result<(PathBuf, Dataset)> {

@@ -27,7 +27,7 @@ pub fn run(a: &DemoArgs) -> Result<()> {
     let run_dir = a.out.join("srgnn");
     // A fresh run every time: the demo shows training, not resumption.
     let _ = std::fs::remove_dir_all(&run_dir);
-    let result = train_one(&ds, &data_dir, &model_cfg, &cfg, Protocol::Valid, &run_dir)?;
+    let result = train_one(&ds, &data_dir, &model_cfg, &cfg, Protocol::Valid, &run_dir, None)?;
 
     let example = ds.test.iter().find(|e| e.prefix.len() >= 3).unwrap_or(&ds.test[0]);
     let (_, _, model) = dmsrec_train::checkpoint::load_checkpoint(&run_dir, &candle_core::Device::Cpu)?;

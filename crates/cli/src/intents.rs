@@ -3,9 +3,15 @@
 use anyhow::{Context, Result};
 use candle_core::Device;
 use clap::{Args, ValueEnum};
+use dmsrec_data::Dataset;
 use dmsrec_data::{tsv, Example};
 use dmsrec_intent::candidates::{coverage, read_candidates, top_k_candidates, write_candidates};
-use std::path::PathBuf;
+use dmsrec_train::checkpoint::CheckpointConfig;
+use dmsrec_train::Protocol;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum SplitArg {
@@ -29,6 +35,11 @@ pub struct CandidatesArgs {
     /// Output folder for `train_candidates.tsv` / `test_candidates.tsv` (one line per example).
     #[arg(long)]
     out: PathBuf,
+    /// Leakage-free training candidates: split the training examples into this many seeded folds
+    /// and take each fold's candidates from a backbone trained (same recipe as the checkpoint) on
+    /// the other folds. Test candidates still come from the checkpoint.
+    #[arg(long)]
+    crossfit: Option<usize>,
     /// Another candidate file for the test split (e.g. the authors' `test_candidates.tsv`) to compare with.
     #[arg(long)]
     compare: Option<PathBuf>,
@@ -44,7 +55,10 @@ pub fn candidates(a: &CandidatesArgs) -> Result<()> {
         SplitArg::Both => vec![("train", &ds.train), ("test", &ds.test)],
     };
     for (name, examples) in splits {
-        let cands = top_k_candidates(model.as_ref(), examples, a.k, 500)?;
+        let cands = match (name, a.crossfit) {
+            ("train", Some(folds)) => crossfit_candidates(&cfg, &dir, &ds, folds, a.k, &a.out)?,
+            _ => top_k_candidates(model.as_ref(), examples, a.k, 500)?,
+        };
         let path = a.out.join(format!("{name}_candidates.tsv"));
         write_candidates(&path, &cands)?;
         let cov = coverage(examples, &cands)?;
@@ -75,4 +89,61 @@ pub fn candidates(a: &CandidatesArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Training candidates where no example's candidates come from a model that saw it: fold `f`'s
+/// examples are ranked by a backbone trained on the other folds (runs in `out/crossfit/fold<f>`,
+/// resumable).
+fn crossfit_candidates(
+    ck: &CheckpointConfig,
+    data_dir: &Path,
+    ds: &Dataset,
+    folds: usize,
+    k: usize,
+    out: &Path,
+) -> Result<Vec<Vec<u32>>> {
+    anyhow::ensure!(folds >= 2, "--crossfit needs at least 2 folds, got {folds}");
+    let n = ds.train.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(ck.train.seed ^ 0xc0ff_eef0_1d));
+    let mut fold_of = vec![0usize; n];
+    for (pos, &i) in order.iter().enumerate() {
+        fold_of[i] = pos % folds;
+    }
+    let mut cands = vec![Vec::new(); n];
+    for f in 0..folds {
+        let held: Vec<usize> = (0..n).filter(|&i| fold_of[i] == f).collect();
+        let fold_ds = Dataset {
+            name: format!("{}-crossfit{f}", ds.name),
+            catalog: ds.catalog.clone(),
+            train: (0..n).filter(|&i| fold_of[i] != f).map(|i| ds.train[i].clone()).collect(),
+            test: held.iter().map(|&i| ds.train[i].clone()).collect(),
+            train_sequences: Vec::new(),
+        };
+        println!(
+            "crossfit fold {}/{folds}: {} training, {} held-out examples",
+            f + 1,
+            fold_ds.train.len(),
+            held.len()
+        );
+        let run_dir = out.join("crossfit").join(format!("fold{f}"));
+        let params = dmsrec_models::ParamStore::new(ck.train.seed, &Device::Cpu);
+        let model = ck.model.build(&params)?;
+        crate::commands::fit(
+            &fold_ds,
+            data_dir,
+            &ck.model,
+            &ck.train,
+            Protocol::Valid,
+            &run_dir,
+            &params,
+            &model,
+            None,
+        )?;
+        let fold_cands = top_k_candidates(model.as_ref(), &fold_ds.test, k, 500)?;
+        for (i, c) in held.into_iter().zip(fold_cands) {
+            cands[i] = c;
+        }
+    }
+    Ok(cands)
 }

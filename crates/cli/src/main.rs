@@ -3,8 +3,10 @@
 mod bench;
 mod commands;
 mod demo;
+mod experiment;
 mod intent_stage;
 mod intents;
+mod plots;
 mod report;
 
 use anyhow::Result;
@@ -47,6 +49,8 @@ enum Command {
     Recommend(RecommendArgs),
     /// Train SR-GNN on the embedded synthetic shop and show what it recommends.
     Demo(DemoArgs),
+    /// Phase III experiments: Table 2, Table 3 ablations, alignment variants, σ/α/β sweeps.
+    Experiment(experiment::ExperimentArgs),
     /// Measure speed and memory.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -73,6 +77,19 @@ enum DataCommand {
         train_sessions: usize,
         #[arg(long, default_value_t = 800)]
         test_sessions: usize,
+    },
+    /// A seeded sample of a dataset's examples (the mini protocol: every phase on a few thousand examples).
+    Sample {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        train: usize,
+        #[arg(long, default_value_t = 500)]
+        test: usize,
+        #[arg(long, default_value_t = 2024)]
+        seed: u64,
     },
     /// Download raw MovieLens-1M or Amazon Beauty 2014 (checksum-verified, resumable).
     Download {
@@ -179,6 +196,36 @@ pub struct TrainArgs {
     /// Write a results JSON file (shape of `results/<model>__<dataset>.json`).
     #[arg(long)]
     pub results: Option<PathBuf>,
+    #[command(flatten)]
+    pub joint: JointArgs,
+}
+
+/// Phase III: fuse LLM intents into the backbone (paper §4.3–4.4).
+#[derive(Args, Clone)]
+pub struct JointArgs {
+    /// The intent stage's output folder (embeddings_train/test.safetensors); without it the
+    /// backbone is trained alone.
+    #[arg(long)]
+    pub intents: Option<PathBuf>,
+    /// Which intent kinds to fuse (Table 3: explicit = w/o Latent-Intent, latent = w/o
+    /// Explicit-Intent, none = w/o Semantic).
+    #[arg(long, default_value = "both")]
+    pub intent_use: dmsrec_train::joint::IntentUse,
+    /// Alignment of G with Ē_e, Ē_l (none = w/o KL).
+    #[arg(long, default_value = "kl")]
+    pub align: dmsrec_train::align::Align,
+    /// Weight of the explicit alignment term.
+    #[arg(long, default_value_t = 1.0)]
+    pub alpha: f64,
+    /// Weight of the latent alignment term.
+    #[arg(long, default_value_t = 1.0)]
+    pub beta: f64,
+    /// Weight of the alignment loss in the total loss.
+    #[arg(long, default_value_t = 0.2)]
+    pub sigma: f64,
+    /// Dropout on the intent embeddings before the shared projection.
+    #[arg(long, default_value_t = 0.2)]
+    pub intent_dropout: f64,
 }
 
 #[derive(Args)]
@@ -250,6 +297,9 @@ fn main() -> Result<()> {
             };
             commands::synth(&out, &cfg)
         }
+        Command::Data(DataCommand::Sample { data, out, train, test, seed }) => {
+            commands::sample(&data, &out, train, test, seed)
+        }
         Command::Data(DataCommand::Download { source, dir, base_url }) => {
             commands::download(source, &dir, base_url)
         }
@@ -259,6 +309,7 @@ fn main() -> Result<()> {
         Command::Candidates(a) => intents::candidates(&a),
         Command::Intents(a) => intent_stage::intents(&a),
         Command::Demo(a) => demo::run(&a),
+        Command::Experiment(a) => experiment::run(&a),
         Command::Bench(BenchCommand::Train(a)) => bench::train(&a),
         Command::Bench(BenchCommand::Step(a)) => bench::step(&a),
         Command::Bench(BenchCommand::Intents(a)) => intent_stage::bench(&a),

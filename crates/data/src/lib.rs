@@ -15,6 +15,7 @@ pub mod download;
 pub mod error;
 pub mod movielens;
 pub mod pickle;
+pub mod sample;
 pub mod stats;
 pub mod synth;
 pub mod tsv;

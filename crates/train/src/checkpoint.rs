@@ -22,6 +22,17 @@ pub struct CheckpointConfig {
     pub dataset: String,
     pub train: crate::TrainConfig,
     pub protocol: crate::Protocol,
+    /// Present when LLM intents were fused into the backbone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joint: Option<JointRecord>,
+}
+
+/// How a joint (backbone + intents) checkpoint was trained.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct JointRecord {
+    pub config: crate::joint::JointConfig,
+    /// The intent stage's output folder.
+    pub intents: std::path::PathBuf,
 }
 
 impl CheckpointConfig {
@@ -38,6 +49,12 @@ pub fn load_checkpoint(
     device: &candle_core::Device,
 ) -> Result<(CheckpointConfig, ParamStore, Box<dyn dmsrec_models::Backbone>)> {
     let cfg = CheckpointConfig::read(dir)?;
+    if cfg.joint.is_some() {
+        anyhow::bail!(
+            "{}: a backbone + intents checkpoint needs each session's intents; its test ranks are in test_ranks.txt",
+            dir.display()
+        );
+    }
     let params = ParamStore::new(cfg.train.seed, device);
     let model = cfg.model.build(&params)?;
     let weights = dir.join(WEIGHTS);

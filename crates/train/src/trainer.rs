@@ -78,6 +78,9 @@ pub struct EpochLog {
     pub epoch: usize,
     pub lr: f64,
     pub loss: f64,
+    /// Mean auxiliary (alignment) loss per batch, already weighted by σ; included in `loss`.
+    #[serde(default)]
+    pub aux_loss: f64,
     pub train_s: f64,
     pub eval_s: f64,
     /// Metrics on the evaluation set of the protocol (test for `paper`, valid for `valid`).
@@ -97,29 +100,90 @@ pub struct RunResult {
     pub wall_s: f64,
 }
 
-/// Splits training examples into (train, valid) with a seeded shuffle.
-pub fn split_validation(examples: &[Example], fraction: f64, seed: u64) -> (Vec<Example>, Vec<Example>) {
-    let mut idx: Vec<usize> = (0..examples.len()).collect();
+/// Indices of (train, valid) examples after a seeded shuffle, each list ascending.
+pub fn validation_indices(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut idx: Vec<usize> = (0..n).collect();
     idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_7a11d));
-    let n_valid = ((examples.len() as f64) * fraction).round() as usize;
+    let n_valid = ((n as f64) * fraction).round() as usize;
     let (valid, train) = idx.split_at(n_valid);
-    let pick = |ids: &[usize]| {
+    let sorted = |ids: &[usize]| {
         let mut ids = ids.to_vec();
         ids.sort_unstable();
-        ids.into_iter().map(|i| examples[i].clone()).collect::<Vec<_>>()
+        ids
     };
+    (sorted(train), sorted(valid))
+}
+
+/// Splits training examples into (train, valid) with a seeded shuffle.
+pub fn split_validation(examples: &[Example], fraction: f64, seed: u64) -> (Vec<Example>, Vec<Example>) {
+    let (train, valid) = validation_indices(examples.len(), fraction, seed);
+    let pick = |ids: Vec<usize>| ids.into_iter().map(|i| examples[i].clone()).collect::<Vec<_>>();
     (pick(train), pick(valid))
+}
+
+/// Which split the example indices of a batch refer to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+/// What the trainer fits and evaluates: a backbone alone ([`Plain`]) or a backbone with side
+/// information per example (LLM intents, [`crate::joint::IntentFusion`]).
+pub trait Recommender {
+    fn backbone(&self) -> &dyn Backbone;
+    /// Session representation S `[batch, d]` of the sessions, and the auxiliary loss added to the
+    /// recommendation loss when training (`rng` is `Some` exactly when training). `rows[i]` is
+    /// the index in `split` of the batch's i-th example.
+    fn represent(
+        &self,
+        sessions: &[&[u32]],
+        split: Split,
+        rows: &[usize],
+        rng: Option<&mut ChaCha8Rng>,
+    ) -> Result<(Tensor, Option<Tensor>)>;
+}
+
+/// A backbone trained on session ids alone.
+pub struct Plain<'a>(pub &'a dyn Backbone);
+
+impl Recommender for Plain<'_> {
+    fn backbone(&self) -> &dyn Backbone {
+        self.0
+    }
+
+    fn represent(
+        &self,
+        sessions: &[&[u32]],
+        _split: Split,
+        _rows: &[usize],
+        rng: Option<&mut ChaCha8Rng>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        Ok((self.0.session(sessions, rng.is_some())?, None))
+    }
 }
 
 /// Rank of every example's target under the model (full ranking over all items).
 pub fn evaluate_ranks(model: &dyn Backbone, examples: &[Example], batch_size: usize) -> Result<Vec<u32>> {
-    let mut ranks = Vec::with_capacity(examples.len());
-    for chunk in examples.chunks(batch_size.max(1)) {
-        let sessions: Vec<&[u32]> = chunk.iter().map(|e| e.prefix.as_slice()).collect();
-        let scores = model.scores(&model.session(&sessions, false)?)?;
-        let scores: Vec<Vec<f32>> = scores.to_vec2()?;
-        for (row, e) in scores.iter().zip(chunk) {
-            ranks.push(rank_of(row, e.target as usize - 1));
+    let rows: Vec<usize> = (0..examples.len()).collect();
+    evaluate_rows(&Plain(model), examples, Split::Test, &rows, batch_size)
+}
+
+/// Rank of the target of the examples `rows` of `split` (whose examples are `examples`).
+pub fn evaluate_rows(
+    model: &dyn Recommender,
+    examples: &[Example],
+    split: Split,
+    rows: &[usize],
+    batch_size: usize,
+) -> Result<Vec<u32>> {
+    let mut ranks = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(batch_size.max(1)) {
+        let sessions: Vec<&[u32]> = chunk.iter().map(|&i| examples[i].prefix.as_slice()).collect();
+        let (session, _) = model.represent(&sessions, split, chunk, None)?;
+        let scores: Vec<Vec<f32>> = model.backbone().scores(&session)?.to_vec2()?;
+        for (row, &i) in scores.iter().zip(chunk) {
+            ranks.push(rank_of(row, examples[i].target as usize - 1));
         }
     }
     Ok(ranks)
@@ -139,7 +203,7 @@ struct History {
 
 /// Trains one backbone under one protocol, with its state in `run_dir`.
 pub struct Trainer<'a> {
-    pub model: &'a dyn Backbone,
+    pub model: &'a dyn Recommender,
     pub params: &'a ParamStore,
     pub cfg: TrainConfig,
     pub run_dir: PathBuf,
@@ -148,26 +212,38 @@ pub struct Trainer<'a> {
 }
 
 impl<'a> Trainer<'a> {
-    fn train_epoch(&self, opt: &mut Adam, train: &[Example], epoch: usize) -> Result<f64> {
-        let mut order: Vec<usize> = (0..train.len()).collect();
+    /// One pass over `fit` (indices of training examples); returns the mean (total, auxiliary) loss.
+    fn train_epoch(
+        &self,
+        opt: &mut Adam,
+        train: &[Example],
+        fit: &[usize],
+        epoch: usize,
+    ) -> Result<(f64, f64)> {
+        let mut order = fit.to_vec();
         let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed.wrapping_add(epoch as u64));
         order.shuffle(&mut rng);
         let n_batches = order.len().div_ceil(self.cfg.batch_size);
         let bar = progress_bar(n_batches as u64, &format!("epoch {epoch}"));
-        let mut total = 0.0;
-        for idx in order.chunks(self.cfg.batch_size) {
-            let batch: Vec<&Example> = idx.iter().map(|&i| &train[i]).collect();
+        let (mut total, mut total_aux) = (0.0, 0.0);
+        for rows in order.chunks(self.cfg.batch_size) {
+            let batch: Vec<&Example> = rows.iter().map(|&i| &train[i]).collect();
             let sessions: Vec<&[u32]> = batch.iter().map(|e| e.prefix.as_slice()).collect();
-            let session = self.model.session(&sessions, true)?;
+            let (session, aux) = self.model.represent(&sessions, Split::Train, rows, Some(&mut rng))?;
             let session = dropout(&session, self.cfg.session_dropout, &mut rng)?;
-            let scores = self.model.scores(&session)?;
-            let loss = recommendation_loss(&scores, &batch)?;
+            let scores = self.model.backbone().scores(&session)?;
+            let mut loss = recommendation_loss(&scores, &batch)?;
+            if let Some(aux) = aux {
+                total_aux += aux.to_scalar::<f32>()? as f64;
+                loss = (loss + aux)?;
+            }
             total += loss.to_scalar::<f32>()? as f64;
             opt.step(&loss.backward()?)?;
             bar.inc(1);
         }
         bar.finish_and_clear();
-        Ok(total / n_batches.max(1) as f64)
+        let n = n_batches.max(1) as f64;
+        Ok((total / n, total_aux / n))
     }
 
     /// Runs the protocol on `train`/`test`; resumes from `run_dir` when it holds a finished epoch.
@@ -175,10 +251,15 @@ impl<'a> Trainer<'a> {
         let start = Instant::now();
         std::fs::create_dir_all(&self.run_dir)
             .with_context(|| format!("creating {}", self.run_dir.display()))?;
-        let (fit, eval_set): (Vec<Example>, Vec<Example>) = match protocol {
-            Protocol::Paper => (train.to_vec(), test.to_vec()),
-            Protocol::Valid => split_validation(train, self.cfg.valid_fraction, self.cfg.seed),
+        let (fit, eval_split, eval_rows) = match protocol {
+            Protocol::Paper => ((0..train.len()).collect(), Split::Test, (0..test.len()).collect()),
+            Protocol::Valid => {
+                let (fit, valid) = validation_indices(train.len(), self.cfg.valid_fraction, self.cfg.seed);
+                (fit, Split::Train, valid)
+            }
         };
+        let eval_examples = if eval_split == Split::Test { test } else { train };
+        let test_rows: Vec<usize> = (0..test.len()).collect();
         let mut opt = Adam::new(self.params.vars(), self.cfg.adam);
         let mut history = History::default();
         let state_path = self.run_dir.join("state.safetensors");
@@ -202,12 +283,14 @@ impl<'a> Trainer<'a> {
             let lr = self.cfg.schedule.lr_at(self.cfg.adam.lr, epoch);
             opt.set_lr(lr);
             let t0 = Instant::now();
-            let loss = self.train_epoch(&mut opt, &fit, epoch)?;
+            let (loss, aux_loss) = self.train_epoch(&mut opt, train, &fit, epoch)?;
             let train_s = t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
-            let ranks = evaluate_ranks(self.model, &eval_set, self.cfg.eval_batch_size)?;
+            let ranks =
+                evaluate_rows(self.model, eval_examples, eval_split, &eval_rows, self.cfg.eval_batch_size)?;
             let metrics = Metrics::from_ranks(&ranks);
-            let log = EpochLog { epoch, lr, loss, train_s, eval_s: t1.elapsed().as_secs_f64(), metrics };
+            let eval_s = t1.elapsed().as_secs_f64();
+            let log = EpochLog { epoch, lr, loss, aux_loss, train_s, eval_s, metrics };
             if let Some(cb) = &self.on_epoch {
                 cb(&log);
             }
@@ -231,7 +314,7 @@ impl<'a> Trainer<'a> {
             .context("no epoch was trained")?;
         // Keep the selected parameters in the model.
         self.params.restore(&candle_core::safetensors::load(&best_path, self.params.device())?)?;
-        let ranks = evaluate_ranks(self.model, test, self.cfg.eval_batch_size)?;
+        let ranks = evaluate_rows(self.model, test, Split::Test, &test_rows, self.cfg.eval_batch_size)?;
         let checkpoint_test = Metrics::from_ranks(&ranks);
         checkpoint::write_ranks_atomic(&self.run_dir.join("test_ranks.txt"), &ranks)?;
         let test = match protocol {

@@ -30,7 +30,7 @@ fn run(
     let params = ParamStore::new(cfg.seed, &Device::Cpu);
     let model = model_cfg.build(&params).unwrap();
     let trainer = Trainer {
-        model: model.as_ref(),
+        model: &dmsrec_train::Plain(model.as_ref()),
         params: &params,
         cfg: cfg.clone(),
         run_dir: dir.to_path_buf(),
@@ -63,6 +63,7 @@ fn overfits_a_tiny_dataset_to_top1() {
                 dataset: "cycle".into(),
                 train: cfg.clone(),
                 protocol: Protocol::Paper,
+                joint: None,
             })
             .unwrap(),
         )
@@ -90,6 +91,7 @@ fn checkpoint_round_trip_gives_identical_ranks_and_metrics() {
             dataset: "cycle".into(),
             train: cfg,
             protocol: Protocol::Valid,
+            joint: None,
         })
         .unwrap(),
     )

@@ -1,0 +1,626 @@
+//! `dmsrec experiment`: the paper's experiments as one command each, on any dataset folder.
+//!
+//! * `table2`: backbone vs backbone + intents (paper Table 2), with the paper's training recipe and
+//!   with the tuned recipe, and the † test (paired t-test per column).
+//! * `ablation`: Table 3's variants (w/o Semantic, w/o KL, w/o Latent-Intent, w/o Explicit-Intent),
+//!   plus cross-fitted training candidates when `--crossfit-intents` is given.
+//! * `alignment`: KL vs contrastive vs InfoNCE vs DirectAU (Fig. 4).
+//! * `sweep`: σ from 0.0 to 0.9 (Fig. 5) and an α × β grid (Fig. 6).
+//!
+//! Stages (pre-training, candidates, intents) run first when `--intents` is not given; every
+//! stage and every training run lives in the run folder and is reused (or resumed) when present.
+//! Each variant is trained under both protocols (`paper`: best epoch on test, as the paper
+//! reports; `valid`: epoch chosen on a held-out 10% of the training examples).
+
+use crate::commands::{self, load_intent_features, JointSetup};
+use crate::report::{command_line, git_revision};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, ValueEnum};
+use dmsrec_data::{tsv, Dataset};
+use dmsrec_train::align::Align;
+use dmsrec_train::checkpoint::{read_ranks, write_json_atomic};
+use dmsrec_train::joint::{IntentFeatures, IntentUse, JointConfig};
+use dmsrec_train::significance::{paired_t_test, reciprocal_ranks};
+use dmsrec_train::trainer::protocol_dir;
+use dmsrec_train::{Metrics, Protocol, Schedule, TrainConfig};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+pub enum ExperimentKind {
+    Table2,
+    Ablation,
+    Alignment,
+    Sweep,
+    /// Everything above, and the results JSON.
+    All,
+}
+
+/// How a backbone is trained.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Recipe {
+    /// The paper's: Adam 1e-3 decayed ×0.1 every 3 epochs (official offset), L2 1e-5.
+    Paper,
+    /// The tuned baseline: constant 1e-3, session dropout 0.2 (chosen on the validation split).
+    Tuned,
+}
+
+#[derive(Args)]
+pub struct ExperimentArgs {
+    #[arg(value_enum)]
+    pub kind: ExperimentKind,
+    /// Dataset folder (e.g. from `dmsrec data sample`).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Run folder: stages and training runs live here; finished ones are reused.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// The intent stage's output for both splits (default: RUN/intents, made by the stages).
+    #[arg(long)]
+    pub intents: Option<PathBuf>,
+    /// An intent stage output whose training intents came from cross-fitted candidates
+    /// (`dmsrec candidates --crossfit`); adds the "crossfit" row.
+    #[arg(long)]
+    pub crossfit_intents: Option<PathBuf>,
+    /// Candidates per prompt, when the stages run.
+    #[arg(long, default_value_t = 20)]
+    pub k: usize,
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 2024)]
+    pub seed: u64,
+    /// Training recipe of the ablation, alignment and sweep runs.
+    #[arg(long, value_enum, default_value = "tuned")]
+    pub recipe: Recipe,
+    /// σ of every run that does not sweep it.
+    #[arg(long, default_value_t = 0.2)]
+    pub sigma: f64,
+    #[arg(long, default_value_t = 0.2)]
+    pub intent_dropout: f64,
+    /// Report folder (Markdown tables + SVG plots; default RUN/report).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Where to write the results JSON (default REPORT/results.json).
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+}
+
+/// One trained configuration.
+#[derive(Clone, Debug)]
+struct Variant {
+    /// Folder name and lookup key.
+    key: String,
+    recipe: Recipe,
+    /// None: the plain backbone.
+    joint: Option<JointChoice>,
+}
+
+#[derive(Clone, Debug)]
+struct JointChoice {
+    intents: IntentUse,
+    align: Align,
+    alpha: f64,
+    beta: f64,
+    sigma: f64,
+    crossfit: bool,
+}
+
+/// A finished variant under one protocol.
+struct Outcome {
+    metrics: Metrics,
+    ranks: Vec<u32>,
+    chosen_epoch: usize,
+    epoch_s: f64,
+}
+
+const SIGMAS: [f64; 10] = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
+const GRID: [f64; 4] = [0.0, 0.5, 1.0, 2.0];
+const PROTOCOLS: [Protocol; 2] = [Protocol::Paper, Protocol::Valid];
+
+struct Runner<'a> {
+    a: &'a ExperimentArgs,
+    ds: Dataset,
+    intents: PathBuf,
+    features: HashMap<(bool, String), (IntentFeatures, IntentFeatures, usize)>,
+    outcomes: BTreeMap<(String, &'static str), Outcome>,
+}
+
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Paper => "paper",
+        Protocol::Valid => "valid",
+    }
+}
+
+impl<'a> Runner<'a> {
+    fn plain(&self, recipe: Recipe) -> Variant {
+        Variant { key: format!("{recipe:?}-plain").to_lowercase(), recipe, joint: None }
+    }
+
+    fn joint(&self, recipe: Recipe, tweak: impl FnOnce(&mut JointChoice)) -> Variant {
+        let mut j = JointChoice {
+            intents: IntentUse::Both,
+            align: Align::Kl,
+            alpha: 1.0,
+            beta: 1.0,
+            sigma: self.a.sigma,
+            crossfit: false,
+        };
+        tweak(&mut j);
+        let key = format!(
+            "{}-{:?}-{}-a{}-b{}-s{}{}",
+            format!("{recipe:?}").to_lowercase(),
+            j.intents,
+            j.align,
+            j.alpha,
+            j.beta,
+            j.sigma,
+            if j.crossfit { "-crossfit" } else { "" }
+        )
+        .to_lowercase();
+        Variant { key, recipe, joint: Some(j) }
+    }
+
+    fn train_config(&self, recipe: Recipe) -> TrainConfig {
+        let mut cfg = TrainConfig { epochs: self.a.epochs, seed: self.a.seed, ..Default::default() };
+        if recipe == Recipe::Tuned {
+            cfg.schedule = Schedule::Constant;
+            cfg.session_dropout = 0.2;
+        }
+        cfg
+    }
+
+    fn setup(&mut self, j: &JointChoice) -> Result<JointSetup> {
+        let dir = match (&self.a.crossfit_intents, j.crossfit) {
+            (Some(d), true) => d.clone(),
+            (None, true) => anyhow::bail!("the crossfit row needs --crossfit-intents"),
+            _ => self.intents.clone(),
+        };
+        let cache_key = (j.crossfit, format!("{:?}", j.intents));
+        if !self.features.contains_key(&cache_key) {
+            let (train, dim) = load_intent_features(&dir, "train", self.ds.train.len(), j.intents)?;
+            // Test intents always come from the full model's candidates.
+            let (test, _) = load_intent_features(&self.intents, "test", self.ds.test.len(), j.intents)?;
+            self.features.insert(cache_key.clone(), (train, test, dim));
+        }
+        let (train, test, dim) = &self.features[&cache_key];
+        let cfg = JointConfig {
+            intents: j.intents,
+            align: j.align,
+            alpha: j.alpha,
+            beta: j.beta,
+            sigma: j.sigma,
+            intent_dropout: self.a.intent_dropout,
+            intent_dim: *dim,
+        };
+        Ok(JointSetup { cfg, source: dir, train: train.clone(), test: test.clone() })
+    }
+
+    /// Trains (or reuses) a variant under both protocols.
+    fn run(&mut self, v: &Variant) -> Result<()> {
+        let model_cfg = commands::model_config("srgnn", self.ds.n_items(), 100, 1)?;
+        let cfg = self.train_config(v.recipe);
+        let setup = match &v.joint {
+            Some(j) => Some(self.setup(j)?),
+            None => None,
+        };
+        for p in PROTOCOLS {
+            if self.outcomes.contains_key(&(v.key.clone(), protocol_name(p))) {
+                continue;
+            }
+            let dir = protocol_dir(&self.a.run.join("variants").join(&v.key), p);
+            let r = commands::train_one(&self.ds, &self.a.data, &model_cfg, &cfg, p, &dir, setup.as_ref())?;
+            let ranks = read_ranks(&dir.join("test_ranks.txt"))?;
+            let epoch_s = crate::report::median(&r.epochs.iter().map(|e| e.train_s).collect::<Vec<_>>());
+            let outcome =
+                Outcome { metrics: r.test.paper_subset(), ranks, chosen_epoch: r.chosen_epoch, epoch_s };
+            self.outcomes.insert((v.key.clone(), protocol_name(p)), outcome);
+        }
+        Ok(())
+    }
+
+    fn get(&self, v: &Variant, p: Protocol) -> &Outcome {
+        &self.outcomes[&(v.key.clone(), protocol_name(p))]
+    }
+}
+
+/// Runs the stages that are missing: pre-training, candidates, intents of both splits.
+fn stages(a: &ExperimentArgs) -> Result<PathBuf> {
+    #[derive(Parser)]
+    struct Train {
+        #[command(flatten)]
+        inner: crate::TrainArgs,
+    }
+    #[derive(Parser)]
+    struct Candidates {
+        #[command(flatten)]
+        inner: crate::intents::CandidatesArgs,
+    }
+    #[derive(Parser)]
+    struct Intents {
+        #[command(flatten)]
+        inner: crate::intent_stage::IntentsArgs,
+    }
+    let s = |p: &Path| p.display().to_string();
+    let pretrain = a.run.join("pretrain");
+    let candidates = a.run.join("candidates");
+    let intents = a.run.join("intents");
+    if !protocol_dir(&pretrain, Protocol::Valid).join("result.json").exists() {
+        println!("== stage 1/3: pre-training the backbone (tuned recipe, valid protocol)");
+        let args = Train::parse_from([
+            "train",
+            "--data",
+            &s(&a.data),
+            "--out",
+            &s(&pretrain),
+            "--protocol",
+            "valid",
+            "--epochs",
+            "30",
+            "--schedule",
+            "constant",
+            "--session-dropout",
+            "0.2",
+            "--seed",
+            &a.seed.to_string(),
+        ]);
+        commands::train(&args.inner)?;
+    }
+    if !candidates.join("test_candidates.tsv").exists() || !candidates.join("train_candidates.tsv").exists() {
+        println!("== stage 2/3: top-{} candidates", a.k);
+        let args = Candidates::parse_from([
+            "candidates",
+            "--checkpoint",
+            &s(&protocol_dir(&pretrain, Protocol::Valid)),
+            "--k",
+            &a.k.to_string(),
+            "--out",
+            &s(&candidates),
+        ]);
+        crate::intents::candidates(&args.inner)?;
+    }
+    for split in ["test", "train"] {
+        if !intents.join(format!("embeddings_{split}.safetensors")).exists() {
+            println!("== stage 3/3: LLM intents of the {split} split (cached and resumable)");
+            let args = Intents::parse_from([
+                "intents",
+                "--data",
+                &s(&a.data),
+                "--candidates",
+                &s(&candidates.join(format!("{split}_candidates.tsv"))),
+                "--split",
+                split,
+                "--k",
+                &a.k.to_string(),
+                "--out",
+                &s(&intents),
+            ]);
+            crate::intent_stage::intents(&args.inner)?;
+        }
+    }
+    Ok(intents)
+}
+
+pub fn run(a: &ExperimentArgs) -> Result<()> {
+    let ds = tsv::read_dataset(&a.data).with_context(|| format!("reading {}", a.data.display()))?;
+    let intents = match &a.intents {
+        Some(d) => d.clone(),
+        None => stages(a)?,
+    };
+    let mut r = Runner { a, ds, intents, features: HashMap::new(), outcomes: BTreeMap::new() };
+    let report_dir = a.report.clone().unwrap_or_else(|| a.run.join("report"));
+    std::fs::create_dir_all(&report_dir)?;
+    let want = |k: ExperimentKind| a.kind == k || a.kind == ExperimentKind::All;
+    let mut md = String::new();
+    let mut rows: Map<String, Value> = Map::new();
+    let mut json_extra: Map<String, Value> = Map::new();
+    writeln!(md, "# LLM-DMsRec experiments on `{}`\n", r.ds.name)?;
+    writeln!(
+        md,
+        "{} training / {} test examples, {} items; seed {}; up to {} epochs; σ = {} unless swept; \
+         intent dropout {}. `paper`: best epoch on test (as the paper reports); `valid`: epoch chosen \
+         on a held-out 10% of the training examples, then test once. † = paired t-test p < 0.05 \
+         against the row's backbone (hits for P@K, reciprocal ranks for MRR@K).\n",
+        r.ds.train.len(),
+        r.ds.test.len(),
+        r.ds.n_items(),
+        a.seed,
+        a.epochs,
+        a.sigma,
+        a.intent_dropout
+    )?;
+
+    let base = r.plain(a.recipe);
+    let full = r.joint(a.recipe, |_| {});
+    if want(ExperimentKind::Table2) {
+        writeln!(md, "## Table 2: backbone vs backbone + LLM intents\n")?;
+        for recipe in [Recipe::Paper, Recipe::Tuned] {
+            let (plain, joint) = (r.plain(recipe), r.joint(recipe, |_| {}));
+            r.run(&plain)?;
+            r.run(&joint)?;
+            let (pname, jname) = match recipe {
+                Recipe::Paper => ("SR-GNN", "LLM-DMsRec(SR-GNN)"),
+                Recipe::Tuned => ("SR-GNN (tuned)", "LLM-DMsRec(SR-GNN, tuned backbone)"),
+            };
+            rows.insert(pname.into(), both_protocols(&r, &plain));
+            rows.insert(jname.into(), both_protocols(&r, &joint));
+            for p in PROTOCOLS {
+                writeln!(md, "**{jname} vs {pname}, `{}` protocol**\n", protocol_name(p))?;
+                md.push_str(&comparison_table(&r, &plain, &[(jname, &joint)], p, pname));
+            }
+            for p in PROTOCOLS {
+                let test = mrr20_test(&r, &joint, &plain, p);
+                json_extra.insert(
+                    format!("p_value_mrr20_{}_{}", format!("{recipe:?}").to_lowercase(), protocol_name(p)),
+                    json!(test),
+                );
+            }
+        }
+        json_extra.insert(
+            "p_value_mrr20".into(),
+            json!(mrr20_test(&r, &r.joint(Recipe::Paper, |_| {}), &r.plain(Recipe::Paper), Protocol::Paper)),
+        );
+        let (pe, je) = (
+            r.get(&r.plain(Recipe::Paper), Protocol::Paper).epoch_s,
+            r.get(&r.joint(Recipe::Paper, |_| {}), Protocol::Paper).epoch_s,
+        );
+        writeln!(
+            md,
+            "Median epoch time: backbone {pe:.2} s, backbone + intents {je:.2} s ({:.2}×).\n",
+            je / pe
+        )?;
+        json_extra.insert("epoch_s".into(), json!({"backbone": pe, "joint": je, "ratio": je / pe}));
+    }
+    if want(ExperimentKind::Ablation) {
+        let mut variants: Vec<(&str, Variant)> = vec![
+            ("LLM-DMsRec(SR-GNN)", full.clone()),
+            ("w/o Semantic", base.clone()),
+            ("w/o KL", r.joint(a.recipe, |j| j.align = Align::None)),
+            ("w/o Latent-Intent", r.joint(a.recipe, |j| j.intents = IntentUse::Explicit)),
+            ("w/o Explicit-Intent", r.joint(a.recipe, |j| j.intents = IntentUse::Latent)),
+        ];
+        if a.crossfit_intents.is_some() {
+            variants.push(("crossfit", r.joint(a.recipe, |j| j.crossfit = true)));
+        }
+        for (_, v) in &variants {
+            r.run(v)?;
+        }
+        writeln!(md, "## Table 3: ablations ({:?} recipe)\n", a.recipe)?;
+        for p in PROTOCOLS {
+            writeln!(md, "**`{}` protocol** (Improve. against w/o Semantic)\n", protocol_name(p))?;
+            let listed: Vec<(&str, &Variant)> =
+                variants.iter().filter(|(n, _)| *n != "w/o Semantic").map(|(n, v)| (*n, v)).collect();
+            md.push_str(&comparison_table(&r, &base, &listed, p, "w/o Semantic"));
+        }
+        for (name, v) in &variants[2..] {
+            rows.insert((*name).into(), both_protocols(&r, v));
+        }
+    }
+    if want(ExperimentKind::Alignment) {
+        let kinds = [Align::Kl, Align::Contrastive, Align::Infonce, Align::Directau];
+        let variants: Vec<(String, Variant)> =
+            kinds.iter().map(|&k| (format!("align={k}"), r.joint(a.recipe, |j| j.align = k))).collect();
+        for (_, v) in &variants {
+            r.run(v)?;
+        }
+        r.run(&base)?;
+        writeln!(md, "## Alignment mechanisms (Fig. 4, {:?} recipe)\n", a.recipe)?;
+        for p in PROTOCOLS {
+            writeln!(md, "**`{}` protocol**\n", protocol_name(p))?;
+            let listed: Vec<(&str, &Variant)> = variants.iter().map(|(n, v)| (n.as_str(), v)).collect();
+            md.push_str(&comparison_table(&r, &base, &listed, p, "w/o Semantic"));
+        }
+        for (name, v) in &variants[1..] {
+            rows.insert(name.clone(), both_protocols(&r, v));
+        }
+        let bars: Vec<(String, [f64; 2])> = variants
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.replace("align=", ""),
+                    [
+                        r.get(v, Protocol::Paper).metrics.get("MRR@20"),
+                        r.get(v, Protocol::Valid).metrics.get("MRR@20"),
+                    ],
+                )
+            })
+            .collect();
+        crate::plots::grouped_bars(
+            &report_dir.join("alignment.svg"),
+            "Alignment mechanism: test MRR@20",
+            &bars,
+            ["paper", "valid"],
+        )?;
+        writeln!(md, "![alignment](alignment.svg)\n")?;
+    }
+    if want(ExperimentKind::Sweep) {
+        let mut sweep: Map<String, Value> = Map::new();
+        let mut series = vec![Vec::new(), Vec::new()];
+        for &s in &SIGMAS {
+            let v = r.joint(a.recipe, |j| j.sigma = s);
+            r.run(&v)?;
+            for (i, p) in PROTOCOLS.iter().enumerate() {
+                series[i].push((s, r.get(&v, *p).metrics.get("MRR@20")));
+            }
+            sweep.insert(format!("{s:.1}"), json!({"paper": r.get(&v, Protocol::Paper).metrics.get("MRR@20"), "valid": r.get(&v, Protocol::Valid).metrics.get("MRR@20")}));
+        }
+        json_extra.insert("sigma_sweep".into(), Value::Object(sweep));
+        crate::plots::lines(
+            &report_dir.join("sigma.svg"),
+            "σ sweep: test MRR@20",
+            "σ",
+            &[("paper", &series[0]), ("valid", &series[1])],
+        )?;
+        writeln!(md, "## σ sweep (Fig. 5, {:?} recipe)\n\n![sigma](sigma.svg)\n", a.recipe)?;
+        writeln!(md, "| σ | MRR@20 paper | MRR@20 valid | P@20 paper | P@20 valid |\n|---|---|---|---|---|")?;
+        for &s in &SIGMAS {
+            let v = r.joint(a.recipe, |j| j.sigma = s);
+            let (pp, vv) = (&r.get(&v, Protocol::Paper).metrics, &r.get(&v, Protocol::Valid).metrics);
+            writeln!(
+                md,
+                "| {s:.1} | {:.4} | {:.4} | {:.4} | {:.4} |",
+                pp.get("MRR@20"),
+                vv.get("MRR@20"),
+                pp.get("P@20"),
+                vv.get("P@20")
+            )?;
+        }
+        writeln!(md)?;
+        let mut grid = Map::new();
+        for p in PROTOCOLS {
+            writeln!(md, "**α × β, test MRR@20, `{}` protocol** (rows α, columns β)\n", protocol_name(p))?;
+            writeln!(
+                md,
+                "| α \\ β | {} |\n|---|{}",
+                GRID.map(|b| format!("{b}")).join(" | "),
+                "---|".repeat(GRID.len())
+            )?;
+            let mut lines = Vec::new();
+            for &alpha in &GRID {
+                let mut cells = Vec::new();
+                let mut line = Vec::new();
+                for &beta in &GRID {
+                    let v = r.joint(a.recipe, |j| {
+                        j.alpha = alpha;
+                        j.beta = beta;
+                    });
+                    r.run(&v)?;
+                    let m = r.get(&v, p).metrics.get("MRR@20");
+                    cells.push(format!("{m:.4}"));
+                    line.push((beta, m));
+                    grid.insert(format!("{}:alpha={alpha},beta={beta}", protocol_name(p)), json!(m));
+                }
+                writeln!(md, "| {alpha} | {} |", cells.join(" | "))?;
+                lines.push((format!("α = {alpha}"), line));
+            }
+            writeln!(md)?;
+            let named: Vec<(&str, &[(f64, f64)])> =
+                lines.iter().map(|(n, l)| (n.as_str(), l.as_slice())).collect();
+            let file = format!("alpha-beta-{}.svg", protocol_name(p));
+            crate::plots::lines(
+                &report_dir.join(&file),
+                &format!("α × β ({} protocol): test MRR@20", protocol_name(p)),
+                "β",
+                &named,
+            )?;
+            writeln!(md, "![alpha-beta]({file})\n")?;
+        }
+        json_extra.insert("alpha_beta_grid".into(), Value::Object(grid));
+    }
+    md.push_str(&intent_summary(&r.intents, &mut json_extra)?);
+    writeln!(md, "Command: `{}` (git {})", command_line(), git_revision())?;
+    let md_path = report_dir.join("README.md");
+    dmsrec_data::atomic::write_bytes_atomic(&md_path, md.as_bytes())?;
+    let mut out = json!({
+        "protocol": {"train": r.ds.train.len(), "test": r.ds.test.len(), "k": a.k, "seed": a.seed, "dataset": r.ds.name,
+                     "epochs": a.epochs, "ablation_recipe": a.recipe, "sigma": a.sigma, "intent_dropout": a.intent_dropout},
+        "rows": rows,
+        "command": command_line(),
+        "git": git_revision(),
+    });
+    out.as_object_mut().expect("object").extend(json_extra);
+    let json_path = a.results.clone().unwrap_or_else(|| report_dir.join("results.json"));
+    write_json_atomic(&json_path, &out)?;
+    println!("{md}");
+    println!("wrote {} and {}", md_path.display(), json_path.display());
+    Ok(())
+}
+
+fn both_protocols(r: &Runner, v: &Variant) -> Value {
+    let mut m = Map::new();
+    for p in PROTOCOLS {
+        let o = r.get(v, p);
+        let mut metrics = serde_json::to_value(&o.metrics).expect("metrics serialize");
+        metrics.as_object_mut().expect("object").insert("chosen_epoch".into(), json!(o.chosen_epoch));
+        m.insert(protocol_name(p).into(), metrics);
+    }
+    Value::Object(m)
+}
+
+fn mrr20_test(r: &Runner, a: &Variant, b: &Variant, p: Protocol) -> Option<f64> {
+    paired_t_test(&reciprocal_ranks(&r.get(a, p).ranks, 20), &reciprocal_ranks(&r.get(b, p).ranks, 20))
+        .map(|t| t.p_value)
+}
+
+/// Per-example values of one column: hits for P@K, reciprocal ranks for MRR@K.
+fn column_values(ranks: &[u32], column: &str) -> Vec<f64> {
+    let (kind, k) = column.split_once('@').expect("column names are X@K");
+    let k: u32 = k.parse().expect("cutoff");
+    match kind {
+        "P" => ranks.iter().map(|&r| f64::from(u8::from(r <= k))).collect(),
+        _ => reciprocal_ranks(ranks, k),
+    }
+}
+
+/// A Markdown table: the baseline row, then each variant with its Improve. row († where p < 0.05).
+fn comparison_table(
+    r: &Runner,
+    base: &Variant,
+    variants: &[(&str, &Variant)],
+    p: Protocol,
+    base_name: &str,
+) -> String {
+    let cols = Metrics::paper_columns();
+    let mut s = format!("| model | {} |\n|---|{}\n", cols.join(" | "), "---|".repeat(cols.len()));
+    let b = r.get(base, p);
+    let line = |name: &str, m: &Metrics| {
+        format!(
+            "| {name} | {} |\n",
+            cols.iter().map(|c| format!("{:.4}", m.get(c))).collect::<Vec<_>>().join(" | ")
+        )
+    };
+    s.push_str(&line(base_name, &b.metrics));
+    for (name, v) in variants {
+        let o = r.get(v, p);
+        s.push_str(&line(name, &o.metrics));
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|c| {
+                let (x, y) = (o.metrics.get(c), b.metrics.get(c));
+                let rel = if y > 0.0 { 100.0 * (x - y) / y } else { f64::NAN };
+                let t = paired_t_test(&column_values(&o.ranks, c), &column_values(&b.ranks, c));
+                let dagger = if t.is_some_and(|t| t.p_value < 0.05) { " †" } else { "" };
+                format!("{rel:+.2}%{dagger}")
+            })
+            .collect();
+        s.push_str(&format!("| Improve. | {} |\n", cells.join(" | ")));
+    }
+    s.push('\n');
+    s
+}
+
+/// Intent validity and the explicit/latent distribution from the intent stage's summaries.
+fn intent_summary(dir: &Path, out: &mut Map<String, Value>) -> Result<String> {
+    let mut md = String::from("## Intents (phase II)\n\n| split | examples | valid answers | intents/answer | explicit | latent | LLM s/prompt |\n|---|---|---|---|---|---|---|\n");
+    let (mut prompts, mut seconds, mut valid, mut explicit) = (0.0, 0.0, 0.0, 0.0);
+    for split in ["train", "test"] {
+        let path = dir.join(format!("summary_{split}.json"));
+        let Ok(text) = std::fs::read(&path) else { continue };
+        let v: Value =
+            serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        let n = f("examples");
+        writeln!(
+            md,
+            "| {split} | {n} | {:.1}% | {:.2} | {:.1}% | {:.1}% | {:.2} |",
+            100.0 * f("valid_rate"),
+            f("mean_intents"),
+            100.0 * f("explicit_share"),
+            100.0 * f("latent_share"),
+            f("s_per_prompt")
+        )?;
+        prompts += n;
+        seconds += f("generation_s");
+        valid += f("valid_rate") * n;
+        explicit += f("explicit_share") * n;
+    }
+    out.insert("intent_validity".into(), json!(valid / prompts));
+    out.insert("explicit_share".into(), json!(explicit / prompts));
+    out.insert("llm_prompts".into(), json!(prompts));
+    out.insert("llm_hours".into(), json!(seconds / 3600.0));
+    md.push('\n');
+    Ok(md)
+}
