@@ -156,3 +156,89 @@ pub fn step(a: &BenchStepArgs) -> Result<()> {
     );
     Ok(())
 }
+
+#[derive(Args)]
+pub struct BenchJointArgs {
+    #[arg(long)]
+    data: PathBuf,
+    /// Batches timed for each model (default: one whole epoch).
+    #[arg(long)]
+    batches: Option<usize>,
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+    /// Width of the intent embeddings (384: MiniLM; 768: bert-base).
+    #[arg(long, default_value_t = 384)]
+    intent_dim: usize,
+    #[arg(long, default_value_t = 2024)]
+    seed: u64,
+}
+
+/// Training steps of the plain backbone and of backbone + intents (KL alignment, both kinds),
+/// alternating batch by batch so both see the same machine load. Every example gets seeded
+/// random intent vectors: the cost of a step does not depend on their values.
+pub fn joint(a: &BenchJointArgs) -> Result<()> {
+    use dmsrec_train::joint::{IntentFeatures, IntentFusion, IntentRow, IntentUse, JointConfig};
+    use dmsrec_train::{Plain, Recommender, Split};
+    let ds = tsv::read_dataset(&a.data)?;
+    let n = ds.train.len();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
+    let vectors: Vec<f32> = (0..2 * n * a.intent_dim).map(|_| rng.gen_range(-0.1..0.1)).collect();
+    let features = || {
+        let rows = (0..n).map(|i| {
+            let at = |k: usize| &vectors[(2 * i + k) * a.intent_dim..(2 * i + k + 1) * a.intent_dim];
+            (i, IntentRow { explicit: at(0), latent: at(1), has_explicit: true, has_latent: true })
+        });
+        IntentFeatures::new(n, a.intent_dim, IntentUse::Both, rows, &Device::Cpu)
+    };
+    let cfg = model_config("srgnn", ds.n_items(), 100, 1)?;
+    let plain_params = ParamStore::new(a.seed, &Device::Cpu);
+    let plain_model = cfg.build(&plain_params)?;
+    let joint_params = ParamStore::new(a.seed, &Device::Cpu);
+    let joint_model = cfg.build(&joint_params)?;
+    let joint_cfg = JointConfig { intent_dim: a.intent_dim, ..Default::default() };
+    let fusion = IntentFusion::new(joint_model.as_ref(), joint_cfg, &joint_params, features()?, features()?)?;
+    let plain = Plain(plain_model.as_ref());
+    let mut plain_opt = Adam::new(plain_params.vars(), AdamConfig::default());
+    let mut joint_opt = Adam::new(joint_params.vars(), AdamConfig::default());
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rng);
+    let batches: Vec<&[usize]> = order.chunks(a.batch_size).collect();
+    let count = a.batches.unwrap_or(batches.len()).min(batches.len());
+    let step =
+        |model: &dyn Recommender, opt: &mut Adam, rows: &[usize], rng: &mut rand_chacha::ChaCha8Rng| {
+            let t = Instant::now();
+            let batch: Vec<&Example> = rows.iter().map(|&i| &ds.train[i]).collect();
+            let sessions: Vec<&[u32]> = batch.iter().map(|e| e.prefix.as_slice()).collect();
+            let (session, aux) = model.represent(&sessions, Split::Train, rows, Some(rng))?;
+            let mut loss = recommendation_loss(&model.backbone().scores(&session)?, &batch)?;
+            if let Some(aux) = aux {
+                loss = (loss + aux)?;
+            }
+            opt.step(&loss.backward()?)?;
+            anyhow::Ok(t.elapsed().as_secs_f64())
+        };
+    let (mut plain_s, mut joint_s) = (Vec::new(), Vec::new());
+    for rows in &batches[..count] {
+        plain_s.push(step(&plain, &mut plain_opt, rows, &mut rng)?);
+        joint_s.push(step(&fusion, &mut joint_opt, rows, &mut rng)?);
+    }
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_default();
+    let epoch = |s: &[f64]| s.iter().sum::<f64>() * batches.len() as f64 / count as f64;
+    println!(
+        "srgnn on {} ({} items), batch {}, intent dim {}, threads {threads}",
+        ds.name,
+        ds.n_items(),
+        a.batch_size,
+        a.intent_dim
+    );
+    println!("timed batches        {count} of {} per model, alternating", batches.len());
+    println!("median step plain    {:.2} ms", 1e3 * median(&plain_s));
+    println!("median step joint    {:.2} ms", 1e3 * median(&joint_s));
+    println!("epoch plain / joint  {:.1} s / {:.1} s", epoch(&plain_s), epoch(&joint_s));
+    println!(
+        "ratio joint/plain    {:.3} (median step), {:.3} (epoch)",
+        median(&joint_s) / median(&plain_s),
+        epoch(&joint_s) / epoch(&plain_s)
+    );
+    Ok(())
+}

@@ -1,52 +1,87 @@
-//! `dmsrec demo`: the whole backbone pipeline on the embedded synthetic shop, in a minute or two.
+//! `dmsrec demo`: all three phases of LLM-DMsRec on the embedded synthetic shop, in a few minutes.
+//!
+//! A seeded sample of the shop's examples goes through the mini protocol of `dmsrec experiment`:
+//! SR-GNN pre-training → top-K candidates (phase I) → SmolLM2 intents from the titles, constrained
+//! to the candidates, embedded with MiniLM (phase II) → joint training with the KL alignment
+//! (phase III), printed against the backbone alone. Every stage is kept in `--out` and reused.
 
-use crate::commands::{model_config, top_k, train_one};
+use crate::experiment::{self, ExperimentArgs};
 use crate::DemoArgs;
-use anyhow::Result;
+use anyhow::{Context, Result};
+use clap::Parser;
 use dmsrec_data::synth::{generate, SynthConfig};
 use dmsrec_data::tsv;
-use dmsrec_train::{Protocol, TrainConfig};
 use std::time::Instant;
 
 pub fn run(a: &DemoArgs) -> Result<()> {
     let start = Instant::now();
-    let ds = generate(&SynthConfig { seed: a.seed, ..Default::default() });
+    let shop = generate(&SynthConfig { seed: a.seed, ..Default::default() });
+    let (ds, _) = dmsrec_data::sample::sample(&shop, a.train, a.test, a.seed)?;
     let data_dir = a.out.join("data");
     tsv::write_dataset(&data_dir, &ds)?;
-    println!("== dmsrec demo: synthetic shop (seed {}), written to {}", a.seed, data_dir.display());
+    println!("== dmsrec demo: synthetic shop (seed {}), a sample written to {}", a.seed, data_dir.display());
     println!(
-        "{} items, {} training / {} test examples; e.g. item 1 = {:?}",
+        "{} items; {} training / {} test examples sampled from {} / {}; e.g. item 1 = {:?}",
         ds.n_items(),
         ds.train.len(),
         ds.test.len(),
+        shop.train.len(),
+        shop.test.len(),
         ds.catalog.title(1)
     );
-    let model_cfg = model_config("srgnn", ds.n_items(), 100, 1)?;
-    let cfg = TrainConfig { epochs: a.epochs, seed: a.seed, ..Default::default() };
-    println!("== phase: SR-GNN backbone, valid protocol (10% of train held out, best valid MRR@20)");
-    let run_dir = a.out.join("srgnn");
-    // A fresh run every time: the demo shows training, not resumption.
-    let _ = std::fs::remove_dir_all(&run_dir);
-    let result = train_one(&ds, &data_dir, &model_cfg, &cfg, Protocol::Valid, &run_dir, None)?;
 
-    let example = ds.test.iter().find(|e| e.prefix.len() >= 3).unwrap_or(&ds.test[0]);
-    let (_, _, model) = dmsrec_train::checkpoint::load_checkpoint(&run_dir, &candle_core::Device::Cpu)?;
+    #[derive(Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        inner: ExperimentArgs,
+    }
+    let s = |p: &std::path::Path| p.display().to_string();
+    let run_dir = a.out.join("run");
+    let report = a.out.join("report");
+    let args = Wrap::parse_from([
+        "experiment",
+        "table2",
+        "--data",
+        &s(&data_dir),
+        "--run",
+        &s(&run_dir),
+        "--k",
+        &a.k.to_string(),
+        "--epochs",
+        &a.epochs.to_string(),
+        "--seed",
+        &a.seed.to_string(),
+        "--report",
+        &s(&report),
+    ]);
+    experiment::run(&args.inner)?;
+
+    // One test session with what the LLM made of it.
+    let jsonl = run_dir.join("intents").join("intents_test.jsonl");
+    let text = std::fs::read_to_string(&jsonl).with_context(|| format!("reading {}", jsonl.display()))?;
+    let lines: Vec<serde_json::Value> =
+        text.lines().map(serde_json::from_str).collect::<Result<_, _>>().context("parsing test intents")?;
+    let index_of = |v: &serde_json::Value| v["index"].as_u64().map(|i| i as usize);
+    // Prefer a session with a few clicks: it shows more of what the LLM reads.
+    let v = lines
+        .iter()
+        .find(|v| index_of(v).is_some_and(|i| ds.test[i].prefix.len() >= 3))
+        .or(lines.first())
+        .context("no test intents")?;
+    let example = &ds.test[index_of(v).context("intent line without index")?];
     println!("== a test session:");
     for id in &example.prefix {
         println!("  {id:>4}  {}", ds.catalog.title(*id));
     }
     println!("   next click (held out): {} {}", example.target, ds.catalog.title(example.target));
-    println!("== SR-GNN's top 5:");
-    for (rank, (id, score)) in top_k(model.as_ref(), &example.prefix, 5)?.into_iter().enumerate() {
-        let mark = if id == example.target { "  <- the held-out click" } else { "" };
-        println!("  {}. {id:>4}  {score:>7.3}  {}{mark}", rank + 1, ds.catalog.title(id));
+    println!("== the LLM's intents (chosen among the backbone's top-{} candidates):", a.k);
+    for intent in v["intents"].as_array().into_iter().flatten() {
+        let kind = if intent["explicit"].as_bool() == Some(true) { "explicit" } else { "latent" };
+        println!("  [{kind}] {}", intent["text"].as_str().unwrap_or(""));
     }
-    println!("== result: SR-GNN test {}", result.test.paper_line());
     println!(
-        "checkpoint: {} (try `dmsrec recommend --checkpoint {} --session \"{}\"`); {:.0}s in all",
-        run_dir.display(),
-        run_dir.display(),
-        example.prefix.iter().map(u32::to_string).collect::<Vec<_>>().join(" "),
+        "report: {}/README.md; {:.0}s in all (stages are reused on a second run)",
+        report.display(),
         start.elapsed().as_secs_f64()
     );
     Ok(())

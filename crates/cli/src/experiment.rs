@@ -580,10 +580,13 @@ fn comparison_table(
             .iter()
             .map(|c| {
                 let (x, y) = (o.metrics.get(c), b.metrics.get(c));
-                let rel = if y > 0.0 { 100.0 * (x - y) / y } else { f64::NAN };
                 let t = paired_t_test(&column_values(&o.ranks, c), &column_values(&b.ranks, c));
                 let dagger = if t.is_some_and(|t| t.p_value < 0.05) { " †" } else { "" };
-                format!("{rel:+.2}%{dagger}")
+                if y > 0.0 {
+                    format!("{:+.2}%{dagger}", 100.0 * (x - y) / y)
+                } else {
+                    format!("n/a{dagger}")
+                }
             })
             .collect();
         s.push_str(&format!("| Improve. | {} |\n", cells.join(" | ")));
@@ -613,7 +616,7 @@ fn intent_summary(dir: &Path, out: &mut Map<String, Value>) -> Result<String> {
             f("s_per_prompt")
         )?;
         prompts += n;
-        seconds += f("generation_s");
+        seconds += v["llm_s_total"].as_f64().unwrap_or(f("generation_s"));
         valid += f("valid_rate") * n;
         explicit += f("explicit_share") * n;
     }

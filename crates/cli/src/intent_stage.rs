@@ -30,6 +30,7 @@ use dmsrec_intent::http::{Guided, HttpBackend, HttpConfig};
 use dmsrec_intent::llm::{ChatRequest, Completion, GenerationSettings, LlmBackend};
 use dmsrec_intent::parse::{MatchKind, Matcher, ParseOptions, ParseStats, ParsedAnswer};
 use dmsrec_intent::prompt::{PromptBuilder, PromptOptions, PromptTemplate, RenderedPrompt};
+use dmsrec_intent::replay::{read_intent_items, write_intent_items, IntentItems, ReplayBackend};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use serde_json::{json, Value};
@@ -81,6 +82,10 @@ pub struct IntentsArgs {
     // --- backend ---
     #[arg(long, value_enum, default_value = "gguf")]
     pub backend: BackendKind,
+    /// Replay finished intents instead of asking an LLM: an `intent_items_<split>.tsv` written by
+    /// an earlier run (example index, intent item ids), answered as those items' titles.
+    #[arg(long)]
+    pub replay: Option<PathBuf>,
     /// gguf: the model file (default: $DMSREC_MODELS or models/, then smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf).
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -249,6 +254,7 @@ pub fn select_indices(n: usize, sample: Option<f64>, seed: u64, limit: Option<us
 enum Backend {
     Gguf(Box<GgufLlm>),
     Http(HttpBackend),
+    Replay(ReplayBackend),
 }
 
 impl Backend {
@@ -256,12 +262,14 @@ impl Backend {
         match self {
             Backend::Gguf(m) => m.as_mut(),
             Backend::Http(h) => h,
+            Backend::Replay(r) => r,
         }
     }
     fn name(&self) -> &'static str {
         match self {
             Backend::Gguf(_) => "gguf",
             Backend::Http(_) => "http",
+            Backend::Replay(_) => "replay",
         }
     }
 }
@@ -493,12 +501,28 @@ pub fn intents(a: &IntentsArgs) -> Result<()> {
         EncoderOptions { pooling: a.pooling, batch_size: a.encoder_batch.max(1), ..Default::default() };
     let mut encoder = TextEncoder::load(&encoder_dir, enc_opts)?;
 
-    let mut backend = match a.backend {
-        BackendKind::Gguf => {
+    let mut backend = match (&a.replay, a.backend) {
+        (Some(file), _) => {
+            let items = read_intent_items(file)?;
+            let answers = selected
+                .iter()
+                .zip(&prompts)
+                .map(|(i, p)| {
+                    let ids = items
+                        .get(i)
+                        .with_context(|| format!("{}: no line for example {i}", file.display()))?;
+                    let titles: Vec<&str> = ids.iter().map(|&id| ds.catalog.prompt_title(id)).collect();
+                    Ok((p.request.clone(), titles.join("; ")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            Backend::Replay(ReplayBackend::new(format!("replay:{name}"), answers))
+        }
+        (None, BackendKind::Gguf) => {
             let path = a.model.clone().unwrap_or_else(default_gguf);
             Backend::Gguf(Box::new(load_gguf(&path, a.weights)?))
         }
-        BackendKind::Http => {
+        (None, BackendKind::Http) => {
             let mut cfg = HttpConfig {
                 model: a.model_name.clone(),
                 api_key_env: a.api_key_env.clone(),
@@ -542,7 +566,7 @@ pub fn intents(a: &IntentsArgs) -> Result<()> {
     );
     bar.set_message("LLM answers");
     let requests: Vec<ChatRequest> = prompts.iter().map(|p| p.request.clone()).collect();
-    let one_by_one = matches!(backend, Backend::Gguf(_));
+    let one_by_one = matches!(backend, Backend::Gguf(_) | Backend::Replay(_));
     let (mut hits, mut generated) = (0usize, 0usize);
     let mut completions: Vec<Completion> = Vec::with_capacity(total);
     let gen_start = Instant::now();
@@ -596,6 +620,12 @@ pub fn intents(a: &IntentsArgs) -> Result<()> {
         text.push('\n');
     }
     write_bytes_atomic(&jsonl_path, text.as_bytes())?;
+    let items: IntentItems = selected
+        .iter()
+        .zip(&parsed)
+        .map(|(&i, p)| (i, p.intents.iter().filter_map(|x| x.item).collect()))
+        .collect();
+    write_intent_items(&a.out.join(format!("intent_items_{split}.tsv")), &items)?;
     let emb_path = a.out.join(format!("embeddings_{split}.safetensors"));
     let targets: Vec<u32> = selected.iter().map(|&i| examples[i].target).collect();
     write_embeddings(&emb_path, &emb, &selected, &targets)?;
@@ -610,6 +640,15 @@ pub fn intents(a: &IntentsArgs) -> Result<()> {
     let prompt_tokens: usize = completions.iter().map(|c| c.prompt_tokens).sum();
     let completion_tokens: usize = completions.iter().map(|c| c.completion_tokens).sum();
     let latent_share = if stats.intents > 0 { stats.latent as f64 / stats.intents as f64 } else { 0.0 };
+    // LLM time over every run that generated answers for this output (resumed runs add up).
+    let summary_path = a.out.join(format!("summary_{split}.json"));
+    let earlier_llm_s = std::fs::read(&summary_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .filter(|v| v["model"] == model_id.as_str())
+        .and_then(|v| v["llm_s_total"].as_f64().or(v["generation_s"].as_f64()))
+        .unwrap_or(0.0);
+    let llm_s_total = earlier_llm_s + if generated > 0 { gen_secs } else { 0.0 };
     let summary = json!({
         "split": split,
         "examples": total,
@@ -655,12 +694,12 @@ pub fn intents(a: &IntentsArgs) -> Result<()> {
         },
         "cache": {"path": cache_path.display().to_string(), "hits": hits, "generated": generated},
         "generation_s": gen_secs,
+        "llm_s_total": llm_s_total,
         "wall_s": started.elapsed().as_secs_f64(),
         "threads": std::env::var("RAYON_NUM_THREADS").ok(),
         "command": command_line(),
         "git": git_revision(),
     });
-    let summary_path = a.out.join(format!("summary_{split}.json"));
     write_atomic(&summary_path, |w| {
         serde_json::to_writer_pretty(&mut *w, &summary)?;
         w.write_all(b"\n")

@@ -47,7 +47,7 @@ enum Command {
     Intents(intent_stage::IntentsArgs),
     /// Top-k items for a session.
     Recommend(RecommendArgs),
-    /// Train SR-GNN on the embedded synthetic shop and show what it recommends.
+    /// All three phases on the embedded synthetic shop: backbone vs backbone + LLM intents.
     Demo(DemoArgs),
     /// Phase III experiments: Table 2, Table 3 ablations, alignment variants, σ/α/β sweeps.
     Experiment(experiment::ExperimentArgs),
@@ -253,8 +253,18 @@ struct RecommendArgs {
 
 #[derive(Args)]
 pub struct DemoArgs {
-    #[arg(long, default_value_t = 4)]
+    /// Most training epochs of each run (early stopping on the validation split).
+    #[arg(long, default_value_t = 20)]
     pub epochs: usize,
+    /// Training examples sampled from the shop (each one costs an LLM prompt).
+    #[arg(long, default_value_t = 250)]
+    pub train: usize,
+    /// Test examples sampled from the shop.
+    #[arg(long, default_value_t = 80)]
+    pub test: usize,
+    /// Candidates per prompt.
+    #[arg(long, default_value_t = 10)]
+    pub k: usize,
     #[arg(long, default_value_t = 2024)]
     pub seed: u64,
     /// Where to keep the demo's dataset and run folders.
@@ -270,6 +280,8 @@ enum BenchCommand {
     Step(bench::BenchStepArgs),
     /// LLM prompt speed (prefill, decode, prompts/s) on ML-1M test prompts, then encoder sentences/s.
     Intents(intent_stage::BenchIntentsArgs),
+    /// Training step time of backbone + intents against the plain backbone, side by side.
+    Joint(bench::BenchJointArgs),
 }
 
 fn main() -> Result<()> {
@@ -312,6 +324,7 @@ fn main() -> Result<()> {
         Command::Experiment(a) => experiment::run(&a),
         Command::Bench(BenchCommand::Train(a)) => bench::train(&a),
         Command::Bench(BenchCommand::Step(a)) => bench::step(&a),
+        Command::Bench(BenchCommand::Joint(a)) => bench::joint(&a),
         Command::Bench(BenchCommand::Intents(a)) => intent_stage::bench(&a),
     }
 }

@@ -328,3 +328,85 @@ fn bench_intents_needs_a_candidate_file() {
     let err = fails(&["bench", "intents", "--data", p(&data)]);
     assert!(err.contains("test_candidates.tsv") && err.contains("--candidates"), "{err}");
 }
+
+#[test]
+fn experiment_table2_fuses_real_intents_and_reports_both_protocols() {
+    let Some(m) = models("experiment_table2_fuses_real_intents_and_reports_both_protocols") else { return };
+    let f = fixture();
+    let out = f.root.join("intents");
+    // Real intents for a few examples of each split; the others run without (zero vectors, masked).
+    ok(&intents_args(&f, &m, &out, "4"));
+    let cands = f.root.join("cands");
+    ok(&[
+        "candidates",
+        "--checkpoint",
+        p(&f.root.join("runs/valid")),
+        "--k",
+        "10",
+        "--split",
+        "train",
+        "--out",
+        p(&cands),
+    ]);
+    let mut train_args = intents_args(&f, &m, &out, "4");
+    let train_cands = cands.join("train_candidates.tsv");
+    train_args[4] = p(&train_cands);
+    train_args[6] = "train";
+    ok(&train_args);
+
+    let run = f.root.join("exp");
+    let results = f.root.join("exp.json");
+    let printed = ok(&[
+        "experiment",
+        "table2",
+        "--data",
+        p(&f.data),
+        "--run",
+        p(&run),
+        "--intents",
+        p(&out),
+        "--epochs",
+        "2",
+        "--results",
+        p(&results),
+    ]);
+    let json = read_json(&results);
+    for row in ["SR-GNN", "LLM-DMsRec(SR-GNN)", "SR-GNN (tuned)", "LLM-DMsRec(SR-GNN, tuned backbone)"] {
+        for protocol in ["paper", "valid"] {
+            let v = json["rows"][row][protocol]["MRR@20"].as_f64().unwrap_or(-1.0);
+            assert!((0.0..=100.0).contains(&v), "{row} {protocol}: {v}");
+        }
+    }
+    let p_value = json["p_value_mrr20"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&p_value));
+    assert_eq!(json["llm_prompts"].as_f64(), Some(8.0));
+    assert!(json["epoch_s"]["ratio"].as_f64().unwrap() > 0.0);
+    let report = std::fs::read_to_string(run.join("report/README.md")).unwrap();
+    assert!(report.contains("| Improve. |") && report.contains("LLM-DMsRec(SR-GNN)"), "{report}");
+    assert!(printed.contains("## Table 2"));
+    // The joint runs recorded their fusion settings; a joint checkpoint is not a plain backbone.
+    let joint_dir = std::fs::read_dir(run.join("variants"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|d| d.file_name().unwrap().to_string_lossy().contains("-kl-"))
+        .unwrap();
+    let config = read_json(&joint_dir.join("valid/config.json"));
+    assert_eq!(config["joint"]["config"]["align"], "kl");
+    assert_eq!(config["joint"]["config"]["intent_dim"], 384);
+    let err = fails(&["evaluate", "--checkpoint", p(&joint_dir.join("valid"))]);
+    assert!(err.contains("intents"), "{err}");
+    // A second call reuses every finished run.
+    let again = ok(&[
+        "experiment",
+        "table2",
+        "--data",
+        p(&f.data),
+        "--run",
+        p(&run),
+        "--intents",
+        p(&out),
+        "--epochs",
+        "2",
+    ]);
+    assert!(!again.lines().any(|l| l.starts_with("epoch ")), "finished runs were trained again:\n{again}");
+}

@@ -18,3 +18,4 @@ pub mod http;
 pub mod llm;
 pub mod parse;
 pub mod prompt;
+pub mod replay;
