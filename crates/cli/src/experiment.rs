@@ -21,6 +21,7 @@ use dmsrec_train::align::Align;
 use dmsrec_train::checkpoint::{read_ranks, write_json_atomic};
 use dmsrec_train::joint::{IntentFeatures, IntentUse, JointConfig};
 use dmsrec_train::significance::{paired_t_test, reciprocal_ranks};
+
 use dmsrec_train::trainer::protocol_dir;
 use dmsrec_train::{Metrics, Protocol, Schedule, TrainConfig};
 use serde_json::{json, Map, Value};
@@ -65,6 +66,14 @@ pub struct ExperimentArgs {
     /// (`dmsrec candidates --crossfit`); adds the "crossfit" row.
     #[arg(long)]
     pub crossfit_intents: Option<PathBuf>,
+    /// Run the cross-fitted candidate and intent stages with this many folds (into
+    /// RUN/candidates-crossfit and RUN/intents-crossfit) and add the "crossfit" row.
+    #[arg(long)]
+    pub crossfit: Option<usize>,
+    /// Replay recorded intents instead of running the LLM: a folder with `intent_items_test.tsv`,
+    /// `intent_items_train.tsv` (and `intent_items_train-crossfit.tsv`), as kept in `mini/`.
+    #[arg(long)]
+    pub replay: Option<PathBuf>,
     /// Candidates per prompt, when the stages run.
     #[arg(long, default_value_t = 20)]
     pub k: usize,
@@ -72,6 +81,10 @@ pub struct ExperimentArgs {
     pub epochs: usize,
     #[arg(long, default_value_t = 2024)]
     pub seed: u64,
+    /// Train every table row with this many seeds (seed, seed + 1, …) and report their mean; the
+    /// † test then compares per-example values averaged over the seeds. Sweeps use the first seed.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u64,
     /// Training recipe of the ablation, alignment and sweep runs.
     #[arg(long, value_enum, default_value = "tuned")]
     pub recipe: Recipe,
@@ -108,11 +121,14 @@ struct JointChoice {
     crossfit: bool,
 }
 
-/// A finished variant under one protocol.
+/// A finished variant under one protocol, over its seeds.
 struct Outcome {
+    /// Mean over seeds.
     metrics: Metrics,
-    ranks: Vec<u32>,
-    chosen_epoch: usize,
+    /// Per seed: the test rank of every example.
+    ranks: Vec<Vec<u32>>,
+    /// Per seed.
+    chosen_epochs: Vec<usize>,
     epoch_s: f64,
 }
 
@@ -124,8 +140,9 @@ struct Runner<'a> {
     a: &'a ExperimentArgs,
     ds: Dataset,
     intents: PathBuf,
+    crossfit_intents: Option<PathBuf>,
     features: HashMap<(bool, String), (IntentFeatures, IntentFeatures, usize)>,
-    outcomes: BTreeMap<(String, &'static str), Outcome>,
+    outcomes: BTreeMap<(String, u64, &'static str), Outcome>,
 }
 
 fn protocol_name(p: Protocol) -> &'static str {
@@ -174,7 +191,7 @@ impl<'a> Runner<'a> {
     }
 
     fn setup(&mut self, j: &JointChoice) -> Result<JointSetup> {
-        let dir = match (&self.a.crossfit_intents, j.crossfit) {
+        let dir = match (&self.crossfit_intents, j.crossfit) {
             (Some(d), true) => d.clone(),
             (None, true) => anyhow::bail!("the crossfit row needs --crossfit-intents"),
             _ => self.intents.clone(),
@@ -199,31 +216,56 @@ impl<'a> Runner<'a> {
         Ok(JointSetup { cfg, source: dir, train: train.clone(), test: test.clone() })
     }
 
-    /// Trains (or reuses) a variant under both protocols.
+    /// Trains (or reuses) a variant under both protocols with every seed.
     fn run(&mut self, v: &Variant) -> Result<()> {
+        self.run_seeds(v, self.a.seeds)
+    }
+
+    /// Trains (or reuses) a variant under both protocols with the first `seeds` seeds.
+    fn run_seeds(&mut self, v: &Variant, seeds: u64) -> Result<()> {
+        let seeds = seeds.max(1);
         let model_cfg = commands::model_config("srgnn", self.ds.n_items(), 100, 1)?;
-        let cfg = self.train_config(v.recipe);
         let setup = match &v.joint {
             Some(j) => Some(self.setup(j)?),
             None => None,
         };
         for p in PROTOCOLS {
-            if self.outcomes.contains_key(&(v.key.clone(), protocol_name(p))) {
+            if self.outcomes.contains_key(&(v.key.clone(), seeds, protocol_name(p))) {
                 continue;
             }
-            let dir = protocol_dir(&self.a.run.join("variants").join(&v.key), p);
-            let r = commands::train_one(&self.ds, &self.a.data, &model_cfg, &cfg, p, &dir, setup.as_ref())?;
-            let ranks = read_ranks(&dir.join("test_ranks.txt"))?;
-            let epoch_s = crate::report::median(&r.epochs.iter().map(|e| e.train_s).collect::<Vec<_>>());
+            let (mut all, mut ranks, mut chosen, mut epoch_s) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for seed in self.a.seed..self.a.seed + seeds.max(1) {
+                let cfg = TrainConfig { seed, ..self.train_config(v.recipe) };
+                let name = if seed == self.a.seed { v.key.clone() } else { format!("{}-seed{seed}", v.key) };
+                let dir = protocol_dir(&self.a.run.join("variants").join(name), p);
+                let r =
+                    commands::train_one(&self.ds, &self.a.data, &model_cfg, &cfg, p, &dir, setup.as_ref())?;
+                ranks.push(read_ranks(&dir.join("test_ranks.txt"))?);
+                epoch_s.extend(r.epochs.iter().map(|e| e.train_s));
+                chosen.push(r.chosen_epoch);
+                all.push(r.test.paper_subset());
+            }
+            let metrics = Metrics(
+                Metrics::paper_columns()
+                    .iter()
+                    .map(|c| (c.to_string(), all.iter().map(|m| m.get(c)).sum::<f64>() / all.len() as f64))
+                    .collect(),
+            );
             let outcome =
-                Outcome { metrics: r.test.paper_subset(), ranks, chosen_epoch: r.chosen_epoch, epoch_s };
-            self.outcomes.insert((v.key.clone(), protocol_name(p)), outcome);
+                Outcome { metrics, ranks, chosen_epochs: chosen, epoch_s: crate::report::median(&epoch_s) };
+            self.outcomes.insert((v.key.clone(), seeds, protocol_name(p)), outcome);
         }
         Ok(())
     }
 
+    /// A variant's outcome with every seed.
     fn get(&self, v: &Variant, p: Protocol) -> &Outcome {
-        &self.outcomes[&(v.key.clone(), protocol_name(p))]
+        self.get_seeds(v, p, self.a.seeds)
+    }
+
+    fn get_seeds(&self, v: &Variant, p: Protocol, seeds: u64) -> &Outcome {
+        &self.outcomes[&(v.key.clone(), seeds, protocol_name(p))]
     }
 }
 
@@ -282,24 +324,54 @@ fn stages(a: &ExperimentArgs) -> Result<PathBuf> {
         ]);
         crate::intents::candidates(&args.inner)?;
     }
-    for split in ["test", "train"] {
-        if !intents.join(format!("embeddings_{split}.safetensors")).exists() {
-            println!("== stage 3/3: LLM intents of the {split} split (cached and resumable)");
-            let args = Intents::parse_from([
-                "intents",
-                "--data",
-                &s(&a.data),
-                "--candidates",
-                &s(&candidates.join(format!("{split}_candidates.tsv"))),
-                "--split",
-                split,
+    let run_intents = |candidates: &Path, split: &str, out: &Path, replay_name: &str| -> Result<()> {
+        if out.join(format!("embeddings_{split}.safetensors")).exists() {
+            return Ok(());
+        }
+        println!("== stage 3/3: intents of the {split} split into {} (cached and resumable)", out.display());
+        let mut argv: Vec<String> = [
+            "intents",
+            "--data",
+            &s(&a.data),
+            "--candidates",
+            &s(&candidates.join(format!("{split}_candidates.tsv"))),
+            "--split",
+            split,
+            "--k",
+            &a.k.to_string(),
+            "--out",
+            &s(out),
+        ]
+        .map(String::from)
+        .to_vec();
+        if let Some(dir) = &a.replay {
+            argv.extend(["--replay".to_string(), s(&dir.join(replay_name))]);
+        }
+        crate::intent_stage::intents(&Intents::parse_from(argv).inner)
+    };
+    run_intents(&candidates, "test", &intents, "intent_items_test.tsv")?;
+    run_intents(&candidates, "train", &intents, "intent_items_train.tsv")?;
+    if let Some(folds) = a.crossfit {
+        let crossfit_candidates = a.run.join("candidates-crossfit");
+        if !crossfit_candidates.join("train_candidates.tsv").exists() {
+            println!("== stage 2b: cross-fitted training candidates ({folds} folds)");
+            let args = Candidates::parse_from([
+                "candidates",
+                "--checkpoint",
+                &s(&protocol_dir(&pretrain, Protocol::Valid)),
                 "--k",
                 &a.k.to_string(),
+                "--split",
+                "train",
+                "--crossfit",
+                &folds.to_string(),
                 "--out",
-                &s(&intents),
+                &s(&crossfit_candidates),
             ]);
-            crate::intent_stage::intents(&args.inner)?;
+            crate::intents::candidates(&args.inner)?;
         }
+        let out = a.run.join("intents-crossfit");
+        run_intents(&crossfit_candidates, "train", &out, "intent_items_train-crossfit.tsv")?;
     }
     Ok(intents)
 }
@@ -310,7 +382,14 @@ pub fn run(a: &ExperimentArgs) -> Result<()> {
         Some(d) => d.clone(),
         None => stages(a)?,
     };
-    let mut r = Runner { a, ds, intents, features: HashMap::new(), outcomes: BTreeMap::new() };
+    let crossfit_intents = match (&a.crossfit_intents, a.crossfit) {
+        (Some(d), _) => Some(d.clone()),
+        (None, Some(_)) => Some(a.run.join("intents-crossfit")),
+        (None, None) => None,
+    };
+    let mut r =
+        Runner { a, ds, intents, crossfit_intents, features: HashMap::new(), outcomes: BTreeMap::new() };
+    let a = r.a;
     let report_dir = a.report.clone().unwrap_or_else(|| a.run.join("report"));
     std::fs::create_dir_all(&report_dir)?;
     let want = |k: ExperimentKind| a.kind == k || a.kind == ExperimentKind::All;
@@ -320,14 +399,15 @@ pub fn run(a: &ExperimentArgs) -> Result<()> {
     writeln!(md, "# LLM-DMsRec experiments on `{}`\n", r.ds.name)?;
     writeln!(
         md,
-        "{} training / {} test examples, {} items; seed {}; up to {} epochs; σ = {} unless swept; \
-         intent dropout {}. `paper`: best epoch on test (as the paper reports); `valid`: epoch chosen \
+        "{} training / {} test examples, {} items; seeds {}..{} (table rows: mean over seeds; sweeps: \
+         first seed); up to {} epochs; σ = {} unless swept; intent dropout {}. `paper`: best epoch on test (as the paper reports); `valid`: epoch chosen \
          on a held-out 10% of the training examples, then test once. † = paired t-test p < 0.05 \
          against the row's backbone (hits for P@K, reciprocal ranks for MRR@K).\n",
         r.ds.train.len(),
         r.ds.test.len(),
         r.ds.n_items(),
         a.seed,
+        a.seed + a.seeds.max(1) - 1,
         a.epochs,
         a.sigma,
         a.intent_dropout
@@ -382,7 +462,7 @@ pub fn run(a: &ExperimentArgs) -> Result<()> {
             ("w/o Latent-Intent", r.joint(a.recipe, |j| j.intents = IntentUse::Explicit)),
             ("w/o Explicit-Intent", r.joint(a.recipe, |j| j.intents = IntentUse::Latent)),
         ];
-        if a.crossfit_intents.is_some() {
+        if r.crossfit_intents.is_some() {
             variants.push(("crossfit", r.joint(a.recipe, |j| j.crossfit = true)));
         }
         for (_, v) in &variants {
@@ -441,11 +521,15 @@ pub fn run(a: &ExperimentArgs) -> Result<()> {
         let mut series = vec![Vec::new(), Vec::new()];
         for &s in &SIGMAS {
             let v = r.joint(a.recipe, |j| j.sigma = s);
-            r.run(&v)?;
+            r.run_seeds(&v, 1)?;
             for (i, p) in PROTOCOLS.iter().enumerate() {
-                series[i].push((s, r.get(&v, *p).metrics.get("MRR@20")));
+                series[i].push((s, r.get_seeds(&v, *p, 1).metrics.get("MRR@20")));
             }
-            sweep.insert(format!("{s:.1}"), json!({"paper": r.get(&v, Protocol::Paper).metrics.get("MRR@20"), "valid": r.get(&v, Protocol::Valid).metrics.get("MRR@20")}));
+            let mrr = |p| r.get_seeds(&v, p, 1).metrics.get("MRR@20");
+            sweep.insert(
+                format!("{s:.1}"),
+                json!({"paper": mrr(Protocol::Paper), "valid": mrr(Protocol::Valid)}),
+            );
         }
         json_extra.insert("sigma_sweep".into(), Value::Object(sweep));
         crate::plots::lines(
@@ -458,7 +542,8 @@ pub fn run(a: &ExperimentArgs) -> Result<()> {
         writeln!(md, "| σ | MRR@20 paper | MRR@20 valid | P@20 paper | P@20 valid |\n|---|---|---|---|---|")?;
         for &s in &SIGMAS {
             let v = r.joint(a.recipe, |j| j.sigma = s);
-            let (pp, vv) = (&r.get(&v, Protocol::Paper).metrics, &r.get(&v, Protocol::Valid).metrics);
+            let (pp, vv) =
+                (&r.get_seeds(&v, Protocol::Paper, 1).metrics, &r.get_seeds(&v, Protocol::Valid, 1).metrics);
             writeln!(
                 md,
                 "| {s:.1} | {:.4} | {:.4} | {:.4} | {:.4} |",
@@ -487,8 +572,8 @@ pub fn run(a: &ExperimentArgs) -> Result<()> {
                         j.alpha = alpha;
                         j.beta = beta;
                     });
-                    r.run(&v)?;
-                    let m = r.get(&v, p).metrics.get("MRR@20");
+                    r.run_seeds(&v, 1)?;
+                    let m = r.get_seeds(&v, p, 1).metrics.get("MRR@20");
                     cells.push(format!("{m:.4}"));
                     line.push((beta, m));
                     grid.insert(format!("{}:alpha={alpha},beta={beta}", protocol_name(p)), json!(m));
@@ -510,13 +595,18 @@ pub fn run(a: &ExperimentArgs) -> Result<()> {
         }
         json_extra.insert("alpha_beta_grid".into(), Value::Object(grid));
     }
-    md.push_str(&intent_summary(&r.intents, &mut json_extra)?);
+    let mut sources =
+        vec![("train", r.intents.join("summary_train.json")), ("test", r.intents.join("summary_test.json"))];
+    if let Some(dir) = &r.crossfit_intents {
+        sources.push(("train (crossfit candidates)", dir.join("summary_train.json")));
+    }
+    md.push_str(&intent_summary(&sources, &mut json_extra)?);
     writeln!(md, "Command: `{}` (git {})", command_line(), git_revision())?;
     let md_path = report_dir.join("README.md");
     dmsrec_data::atomic::write_bytes_atomic(&md_path, md.as_bytes())?;
     let mut out = json!({
         "protocol": {"train": r.ds.train.len(), "test": r.ds.test.len(), "k": a.k, "seed": a.seed, "dataset": r.ds.name,
-                     "epochs": a.epochs, "ablation_recipe": a.recipe, "sigma": a.sigma, "intent_dropout": a.intent_dropout},
+                     "epochs": a.epochs, "seeds": a.seeds, "ablation_recipe": a.recipe, "sigma": a.sigma, "intent_dropout": a.intent_dropout},
         "rows": rows,
         "command": command_line(),
         "git": git_revision(),
@@ -534,25 +624,38 @@ fn both_protocols(r: &Runner, v: &Variant) -> Value {
     for p in PROTOCOLS {
         let o = r.get(v, p);
         let mut metrics = serde_json::to_value(&o.metrics).expect("metrics serialize");
-        metrics.as_object_mut().expect("object").insert("chosen_epoch".into(), json!(o.chosen_epoch));
+        metrics.as_object_mut().expect("object").insert("chosen_epochs".into(), json!(o.chosen_epochs));
+        if o.ranks.len() > 1 {
+            let per_seed: Vec<f64> = o.ranks.iter().map(|r| Metrics::from_ranks(r).get("MRR@20")).collect();
+            metrics.as_object_mut().expect("object").insert("MRR@20_per_seed".into(), json!(per_seed));
+        }
         m.insert(protocol_name(p).into(), metrics);
     }
     Value::Object(m)
 }
 
 fn mrr20_test(r: &Runner, a: &Variant, b: &Variant, p: Protocol) -> Option<f64> {
-    paired_t_test(&reciprocal_ranks(&r.get(a, p).ranks, 20), &reciprocal_ranks(&r.get(b, p).ranks, 20))
+    paired_t_test(&column_values(&r.get(a, p).ranks, "MRR@20"), &column_values(&r.get(b, p).ranks, "MRR@20"))
         .map(|t| t.p_value)
 }
 
-/// Per-example values of one column: hits for P@K, reciprocal ranks for MRR@K.
-fn column_values(ranks: &[u32], column: &str) -> Vec<f64> {
+/// Per-example values of one column, averaged over seeds: hits for P@K, reciprocal ranks for MRR@K.
+fn column_values(ranks_per_seed: &[Vec<u32>], column: &str) -> Vec<f64> {
     let (kind, k) = column.split_once('@').expect("column names are X@K");
     let k: u32 = k.parse().expect("cutoff");
-    match kind {
-        "P" => ranks.iter().map(|&r| f64::from(u8::from(r <= k))).collect(),
-        _ => reciprocal_ranks(ranks, k),
+    let one = |ranks: &[u32]| -> Vec<f64> {
+        match kind {
+            "P" => ranks.iter().map(|&r| f64::from(u8::from(r <= k))).collect(),
+            _ => reciprocal_ranks(ranks, k),
+        }
+    };
+    let mut sum = vec![0.0; ranks_per_seed.first().map_or(0, Vec::len)];
+    for ranks in ranks_per_seed {
+        for (s, v) in sum.iter_mut().zip(one(ranks)) {
+            *s += v;
+        }
     }
+    sum.iter().map(|s| s / ranks_per_seed.len().max(1) as f64).collect()
 }
 
 /// A Markdown table: the baseline row, then each variant with its Improve. row († where p < 0.05).
@@ -596,12 +699,11 @@ fn comparison_table(
 }
 
 /// Intent validity and the explicit/latent distribution from the intent stage's summaries.
-fn intent_summary(dir: &Path, out: &mut Map<String, Value>) -> Result<String> {
+fn intent_summary(sources: &[(&str, PathBuf)], out: &mut Map<String, Value>) -> Result<String> {
     let mut md = String::from("## Intents (phase II)\n\n| split | examples | valid answers | intents/answer | explicit | latent | LLM s/prompt |\n|---|---|---|---|---|---|---|\n");
-    let (mut prompts, mut seconds, mut valid, mut explicit) = (0.0, 0.0, 0.0, 0.0);
-    for split in ["train", "test"] {
-        let path = dir.join(format!("summary_{split}.json"));
-        let Ok(text) = std::fs::read(&path) else { continue };
+    let (mut prompts, mut main_prompts, mut seconds, mut valid, mut explicit) = (0.0, 0.0, 0.0, 0.0, 0.0);
+    for (split, path) in sources {
+        let Ok(text) = std::fs::read(path) else { continue };
         let v: Value =
             serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?;
         let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
@@ -617,11 +719,17 @@ fn intent_summary(dir: &Path, out: &mut Map<String, Value>) -> Result<String> {
         )?;
         prompts += n;
         seconds += v["llm_s_total"].as_f64().unwrap_or(f("generation_s"));
-        valid += f("valid_rate") * n;
-        explicit += f("explicit_share") * n;
+        if split.contains("crossfit") {
+            out.insert("crossfit_explicit_share".into(), json!(f("explicit_share")));
+        } else {
+            main_prompts += n;
+            valid += f("valid_rate") * n;
+            explicit += f("explicit_share") * n;
+        }
     }
-    out.insert("intent_validity".into(), json!(valid / prompts));
-    out.insert("explicit_share".into(), json!(explicit / prompts));
+    // Validity and the explicit share of the intents the main rows use (train + test).
+    out.insert("intent_validity".into(), json!(valid / main_prompts));
+    out.insert("explicit_share".into(), json!(explicit / main_prompts));
     out.insert("llm_prompts".into(), json!(prompts));
     out.insert("llm_hours".into(), json!(seconds / 3600.0));
     md.push('\n');
