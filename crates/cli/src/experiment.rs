@@ -715,7 +715,7 @@ fn intent_summary(sources: &[(&str, PathBuf)], out: &mut Map<String, Value>) -> 
             f("mean_intents"),
             100.0 * f("explicit_share"),
             100.0 * f("latent_share"),
-            f("s_per_prompt")
+            v["llm_s_total"].as_f64().unwrap_or(f("generation_s")) / n
         )?;
         prompts += n;
         seconds += v["llm_s_total"].as_f64().unwrap_or(f("generation_s"));
