@@ -396,7 +396,13 @@ pub fn run(a: &ExperimentArgs) -> Result<()> {
     let mut md = String::new();
     let mut rows: Map<String, Value> = Map::new();
     let mut json_extra: Map<String, Value> = Map::new();
-    writeln!(md, "# LLM-DMsRec experiments on `{}`\n", r.ds.name)?;
+    // A sampled folder (`dmsrec data sample`) is named after its source.
+    let dataset = std::fs::read(a.data.join(commands::SAMPLE_INDEX))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| Some(format!("{} sample (seed {})", v["source"].as_str()?, v["seed"].as_u64()?)))
+        .unwrap_or_else(|| r.ds.name.clone());
+    writeln!(md, "# LLM-DMsRec experiments on `{dataset}`\n")?;
     writeln!(
         md,
         "{} training / {} test examples, {} items; seeds {}..{} (table rows: mean over seeds; sweeps: \
@@ -605,7 +611,7 @@ pub fn run(a: &ExperimentArgs) -> Result<()> {
     let md_path = report_dir.join("README.md");
     dmsrec_data::atomic::write_bytes_atomic(&md_path, md.as_bytes())?;
     let mut out = json!({
-        "protocol": {"train": r.ds.train.len(), "test": r.ds.test.len(), "k": a.k, "seed": a.seed, "dataset": r.ds.name,
+        "protocol": {"train": r.ds.train.len(), "test": r.ds.test.len(), "k": a.k, "seed": a.seed, "dataset": dataset,
                      "epochs": a.epochs, "seeds": a.seeds, "ablation_recipe": a.recipe, "sigma": a.sigma, "intent_dropout": a.intent_dropout},
         "rows": rows,
         "command": command_line(),
