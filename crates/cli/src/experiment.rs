@@ -311,18 +311,16 @@ fn stages(a: &ExperimentArgs) -> Result<PathBuf> {
         ]);
         commands::train(&args.inner)?;
     }
+    let run_candidates = |out: &Path, extra: &[&str]| -> Result<()> {
+        let checkpoint = s(&protocol_dir(&pretrain, Protocol::Valid));
+        let k = a.k.to_string();
+        let out = s(out);
+        let base = ["candidates", "--checkpoint", &checkpoint, "--k", &k, "--out", &out];
+        crate::intents::candidates(&Candidates::parse_from(base.iter().chain(extra)).inner)
+    };
     if !candidates.join("test_candidates.tsv").exists() || !candidates.join("train_candidates.tsv").exists() {
         println!("== stage 2/3: top-{} candidates", a.k);
-        let args = Candidates::parse_from([
-            "candidates",
-            "--checkpoint",
-            &s(&protocol_dir(&pretrain, Protocol::Valid)),
-            "--k",
-            &a.k.to_string(),
-            "--out",
-            &s(&candidates),
-        ]);
-        crate::intents::candidates(&args.inner)?;
+        run_candidates(&candidates, &[])?;
     }
     let run_intents = |candidates: &Path, split: &str, out: &Path, replay_name: &str| -> Result<()> {
         if out.join(format!("embeddings_{split}.safetensors")).exists() {
@@ -355,20 +353,7 @@ fn stages(a: &ExperimentArgs) -> Result<PathBuf> {
         let crossfit_candidates = a.run.join("candidates-crossfit");
         if !crossfit_candidates.join("train_candidates.tsv").exists() {
             println!("== stage 2b: cross-fitted training candidates ({folds} folds)");
-            let args = Candidates::parse_from([
-                "candidates",
-                "--checkpoint",
-                &s(&protocol_dir(&pretrain, Protocol::Valid)),
-                "--k",
-                &a.k.to_string(),
-                "--split",
-                "train",
-                "--crossfit",
-                &folds.to_string(),
-                "--out",
-                &s(&crossfit_candidates),
-            ]);
-            crate::intents::candidates(&args.inner)?;
+            run_candidates(&crossfit_candidates, &["--split", "train", "--crossfit", &folds.to_string()])?;
         }
         let out = a.run.join("intents-crossfit");
         run_intents(&crossfit_candidates, "train", &out, "intent_items_train-crossfit.tsv")?;
