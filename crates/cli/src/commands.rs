@@ -230,7 +230,7 @@ pub fn train_one(
 ) -> Result<RunResult> {
     let params = ParamStore::new(cfg.seed, &Device::Cpu);
     let model = model_cfg.build(&params)?;
-    fit(ds, data_dir, model_cfg, cfg, protocol, run_dir, &params, &model, joint)
+    fit(ds, data_dir, model_cfg, cfg, protocol, run_dir, &params, model.as_ref(), joint)
 }
 
 /// Trains `model` (whose parameters are in `params`), plain or with intents, in `run_dir`.
@@ -243,14 +243,12 @@ pub fn fit(
     protocol: Protocol,
     run_dir: &Path,
     params: &ParamStore,
-    model: &Box<dyn Backbone>,
+    model: &dyn Backbone,
     joint: Option<&JointSetup>,
 ) -> Result<RunResult> {
     std::fs::create_dir_all(run_dir)?;
     let fusion = match joint {
-        Some(j) => {
-            Some(IntentFusion::new(model.as_ref(), j.cfg.clone(), params, j.train.clone(), j.test.clone())?)
-        }
+        Some(j) => Some(IntentFusion::new(model, j.cfg.clone(), params, j.train.clone(), j.test.clone())?),
         None => None,
     };
     let ck = CheckpointConfig {
@@ -284,7 +282,7 @@ pub fn fit(
         protocol,
         cfg.seed
     );
-    let plain = dmsrec_train::Plain(model.as_ref());
+    let plain = dmsrec_train::Plain(model);
     let recommender: &dyn dmsrec_train::Recommender = match &fusion {
         Some(f) => f,
         None => &plain,

@@ -509,7 +509,7 @@ pub fn run(a: &ExperimentArgs) -> Result<()> {
     }
     if want(ExperimentKind::Sweep) {
         let mut sweep: Map<String, Value> = Map::new();
-        let mut series = vec![Vec::new(), Vec::new()];
+        let mut series = [Vec::new(), Vec::new()];
         for &s in &SIGMAS {
             let v = r.joint(a.recipe, |j| j.sigma = s);
             r.run_seeds(&v, 1)?;

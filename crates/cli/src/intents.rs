@@ -105,7 +105,7 @@ fn crossfit_candidates(
     anyhow::ensure!(folds >= 2, "--crossfit needs at least 2 folds, got {folds}");
     let n = ds.train.len();
     let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(ck.train.seed ^ 0xc0ff_eef0_1d));
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(ck.train.seed ^ 0x00c0_ffee_f01d));
     let mut fold_of = vec![0usize; n];
     for (pos, &i) in order.iter().enumerate() {
         fold_of[i] = pos % folds;
@@ -137,7 +137,7 @@ fn crossfit_candidates(
             Protocol::Valid,
             &run_dir,
             &params,
-            &model,
+            model.as_ref(),
             None,
         )?;
         let fold_cands = top_k_candidates(model.as_ref(), &fold_ds.test, k, 500)?;

@@ -201,6 +201,9 @@ struct History {
     epochs: Vec<EpochLog>,
 }
 
+/// Called with every finished epoch's log.
+pub type EpochCallback<'a> = Box<dyn Fn(&EpochLog) + 'a>;
+
 /// Trains one backbone under one protocol, with its state in `run_dir`.
 pub struct Trainer<'a> {
     pub model: &'a dyn Recommender,
@@ -208,7 +211,7 @@ pub struct Trainer<'a> {
     pub cfg: TrainConfig,
     pub run_dir: PathBuf,
     /// Called after every epoch (for printing).
-    pub on_epoch: Option<Box<dyn Fn(&EpochLog) + 'a>>,
+    pub on_epoch: Option<EpochCallback<'a>>,
 }
 
 impl<'a> Trainer<'a> {
