@@ -178,7 +178,8 @@ pub struct BenchJointArgs {
 /// random intent vectors: the cost of a step does not depend on their values.
 pub fn joint(a: &BenchJointArgs) -> Result<()> {
     use dmsrec_train::joint::{IntentFeatures, IntentFusion, IntentRow, IntentUse, JointConfig};
-    use dmsrec_train::{Plain, Recommender, Split};
+    use dmsrec_train::trainer::batch_loss;
+    use dmsrec_train::{Plain, Recommender};
     let ds = tsv::read_dataset(&a.data)?;
     let n = ds.train.len();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
@@ -204,16 +205,11 @@ pub fn joint(a: &BenchJointArgs) -> Result<()> {
     order.shuffle(&mut rng);
     let batches: Vec<&[usize]> = order.chunks(a.batch_size).collect();
     let count = a.batches.unwrap_or(batches.len()).min(batches.len());
+    // The trainer's own batch loss (no session dropout), then one Adam step.
     let step =
         |model: &dyn Recommender, opt: &mut Adam, rows: &[usize], rng: &mut rand_chacha::ChaCha8Rng| {
             let t = Instant::now();
-            let batch: Vec<&Example> = rows.iter().map(|&i| &ds.train[i]).collect();
-            let sessions: Vec<&[u32]> = batch.iter().map(|e| e.prefix.as_slice()).collect();
-            let (session, aux) = model.represent(&sessions, Split::Train, rows, Some(rng))?;
-            let mut loss = recommendation_loss(&model.backbone().scores(&session)?, &batch)?;
-            if let Some(aux) = aux {
-                loss = (loss + aux)?;
-            }
+            let (loss, _) = batch_loss(model, &ds.train, rows, 0.0, rng)?;
             opt.step(&loss.backward()?)?;
             anyhow::Ok(t.elapsed().as_secs_f64())
         };

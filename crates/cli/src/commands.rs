@@ -152,6 +152,13 @@ pub struct JointSetup {
     pub test: IntentFeatures,
 }
 
+impl JointSetup {
+    /// What checkpoints and results files record of it.
+    pub fn record(&self) -> checkpoint::JointRecord {
+        checkpoint::JointRecord { config: self.cfg.clone(), intents: self.source.clone() }
+    }
+}
+
 /// One split's intent features from the intent stage's `embeddings_<split>.safetensors` in `dir`
 /// (rows for a subset of the split's examples, named by its `index` tensor).
 pub fn load_intent_features(
@@ -161,11 +168,13 @@ pub fn load_intent_features(
     usage: IntentUse,
 ) -> Result<(IntentFeatures, usize)> {
     let path = dir.join(format!("embeddings_{split}.safetensors"));
-    let emb = IntentEmbeddings::read_safetensors(&path)?;
-    let index: Vec<u32> = candle_core::safetensors::load(&path, &Device::Cpu)?
+    let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let index: Vec<u32> = tensors
         .remove("index")
         .with_context(|| format!("{}: no tensor \"index\"", path.display()))?
         .to_vec1()?;
+    let emb = IntentEmbeddings::from_tensors(tensors, &path)?;
     ensure!(
         index.len() == emb.len(),
         "{}: {} index entries for {} rows",
@@ -218,7 +227,8 @@ pub fn joint_setup(a: &JointArgs, ds: &Dataset) -> Result<Option<JointSetup>> {
     Ok(Some(JointSetup { cfg, source: dir.clone(), train, test }))
 }
 
-/// Trains a fresh model under one protocol in `run_dir`, printing one line per epoch.
+/// Trains a fresh model, plain or with intents, under one protocol in `run_dir`, printing one
+/// line per epoch. The selected weights end up in `run_dir` (see `checkpoint::load_checkpoint`).
 pub fn train_one(
     ds: &Dataset,
     data_dir: &Path,
@@ -230,25 +240,11 @@ pub fn train_one(
 ) -> Result<RunResult> {
     let params = ParamStore::new(cfg.seed, &Device::Cpu);
     let model = model_cfg.build(&params)?;
-    fit(ds, data_dir, model_cfg, cfg, protocol, run_dir, &params, model.as_ref(), joint)
-}
-
-/// Trains `model` (whose parameters are in `params`), plain or with intents, in `run_dir`.
-#[allow(clippy::too_many_arguments)]
-pub fn fit(
-    ds: &Dataset,
-    data_dir: &Path,
-    model_cfg: &ModelConfig,
-    cfg: &TrainConfig,
-    protocol: Protocol,
-    run_dir: &Path,
-    params: &ParamStore,
-    model: &dyn Backbone,
-    joint: Option<&JointSetup>,
-) -> Result<RunResult> {
     std::fs::create_dir_all(run_dir)?;
     let fusion = match joint {
-        Some(j) => Some(IntentFusion::new(model, j.cfg.clone(), params, j.train.clone(), j.test.clone())?),
+        Some(j) => {
+            Some(IntentFusion::new(model.as_ref(), j.cfg.clone(), &params, j.train.clone(), j.test.clone())?)
+        }
         None => None,
     };
     let ck = CheckpointConfig {
@@ -257,7 +253,7 @@ pub fn fit(
         dataset: ds.name.clone(),
         train: cfg.clone(),
         protocol,
-        joint: joint.map(|j| checkpoint::JointRecord { config: j.cfg.clone(), intents: j.source.clone() }),
+        joint: joint.map(JointSetup::record),
     };
     checkpoint::write_json_atomic(&run_dir.join(checkpoint::CONFIG), &ck)?;
     let what = match protocol {
@@ -282,14 +278,14 @@ pub fn fit(
         protocol,
         cfg.seed
     );
-    let plain = dmsrec_train::Plain(model);
+    let plain = dmsrec_train::Plain(model.as_ref());
     let recommender: &dyn dmsrec_train::Recommender = match &fusion {
         Some(f) => f,
         None => &plain,
     };
     let trainer = Trainer {
         model: recommender,
-        params,
+        params: &params,
         cfg: cfg.clone(),
         run_dir: run_dir.to_path_buf(),
         on_epoch: Some(Box::new(move |e| {
@@ -333,29 +329,31 @@ pub fn train(a: &TrainArgs) -> Result<Vec<RunResult>> {
         results.push(train_one(&ds, &a.data, &model_cfg, &cfg, p, &protocol_dir(&a.out, p), joint.as_ref())?);
     }
     if let Some(path) = &a.results {
-        write_results(path, a, &ds, &results)?;
+        write_results(path, a, &ds, &results, joint.as_ref())?;
     }
     Ok(results)
 }
 
-fn write_results(path: &Path, a: &TrainArgs, ds: &Dataset, results: &[RunResult]) -> Result<()> {
+fn write_results(
+    path: &Path,
+    a: &TrainArgs,
+    ds: &Dataset,
+    results: &[RunResult],
+    joint: Option<&JointSetup>,
+) -> Result<()> {
     let mut metrics = serde_json::Map::new();
     let mut epoch_s = Vec::new();
     for r in results {
-        let key = match r.protocol {
-            Protocol::Paper => "paper",
-            Protocol::Valid => "valid",
-        };
-        metrics.insert(key.into(), serde_json::to_value(r.test.paper_subset())?);
+        metrics.insert(r.protocol.name().into(), serde_json::to_value(r.test.paper_subset())?);
         epoch_s.extend(r.epochs.iter().map(|e| e.train_s));
     }
     let value = json!({
         "model": a.model,
         "dataset": ds.name,
-        "variant": if a.joint.intents.is_some() && a.joint.intent_use != IntentUse::None { "intents" } else { "plain" },
-        "joint": joint_setup_record(&a.joint),
+        "variant": if joint.is_some() { "intents" } else { "plain" },
+        "joint": joint.map(JointSetup::record),
         "metrics": metrics,
-        "chosen_epoch": results.iter().map(|r| (format!("{:?}", r.protocol).to_lowercase(), r.chosen_epoch)).collect::<std::collections::BTreeMap<_, _>>(),
+        "chosen_epoch": results.iter().map(|r| (r.protocol.name(), r.chosen_epoch)).collect::<std::collections::BTreeMap<_, _>>(),
         "schedule": train_config(a).schedule,
         "lr": a.lr,
         "l2": a.l2,
@@ -372,17 +370,6 @@ fn write_results(path: &Path, a: &TrainArgs, ds: &Dataset, results: &[RunResult]
     checkpoint::write_json_atomic(path, &value)?;
     println!("wrote {}", path.display());
     Ok(())
-}
-
-/// The fusion options of a results file (null for a plain run).
-fn joint_setup_record(a: &JointArgs) -> serde_json::Value {
-    match &a.intents {
-        Some(dir) if a.intent_use != IntentUse::None => json!({
-            "intents": dir, "intent_use": a.intent_use, "align": a.align, "alpha": a.alpha,
-            "beta": a.beta, "sigma": a.sigma, "intent_dropout": a.intent_dropout,
-        }),
-        _ => serde_json::Value::Null,
-    }
 }
 
 fn dataset_of(cfg: &CheckpointConfig, data: Option<&Path>) -> Result<(PathBuf, Dataset)> {

@@ -141,15 +141,8 @@ struct Runner<'a> {
     ds: Dataset,
     intents: PathBuf,
     crossfit_intents: Option<PathBuf>,
-    features: HashMap<(bool, String), (IntentFeatures, IntentFeatures, usize)>,
+    features: HashMap<(bool, IntentUse), (IntentFeatures, IntentFeatures, usize)>,
     outcomes: BTreeMap<(String, u64, &'static str), Outcome>,
-}
-
-fn protocol_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Paper => "paper",
-        Protocol::Valid => "valid",
-    }
 }
 
 impl<'a> Runner<'a> {
@@ -196,12 +189,12 @@ impl<'a> Runner<'a> {
             (None, true) => anyhow::bail!("the crossfit row needs --crossfit-intents"),
             _ => self.intents.clone(),
         };
-        let cache_key = (j.crossfit, format!("{:?}", j.intents));
+        let cache_key = (j.crossfit, j.intents);
         if !self.features.contains_key(&cache_key) {
             let (train, dim) = load_intent_features(&dir, "train", self.ds.train.len(), j.intents)?;
             // Test intents always come from the full model's candidates.
             let (test, _) = load_intent_features(&self.intents, "test", self.ds.test.len(), j.intents)?;
-            self.features.insert(cache_key.clone(), (train, test, dim));
+            self.features.insert(cache_key, (train, test, dim));
         }
         let (train, test, dim) = &self.features[&cache_key];
         let cfg = JointConfig {
@@ -230,12 +223,12 @@ impl<'a> Runner<'a> {
             None => None,
         };
         for p in PROTOCOLS {
-            if self.outcomes.contains_key(&(v.key.clone(), seeds, protocol_name(p))) {
+            if self.outcomes.contains_key(&(v.key.clone(), seeds, p.name())) {
                 continue;
             }
             let (mut all, mut ranks, mut chosen, mut epoch_s) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for seed in self.a.seed..self.a.seed + seeds.max(1) {
+            for seed in self.a.seed..self.a.seed + seeds {
                 let cfg = TrainConfig { seed, ..self.train_config(v.recipe) };
                 let name = if seed == self.a.seed { v.key.clone() } else { format!("{}-seed{seed}", v.key) };
                 let dir = protocol_dir(&self.a.run.join("variants").join(name), p);
@@ -254,7 +247,7 @@ impl<'a> Runner<'a> {
             );
             let outcome =
                 Outcome { metrics, ranks, chosen_epochs: chosen, epoch_s: crate::report::median(&epoch_s) };
-            self.outcomes.insert((v.key.clone(), seeds, protocol_name(p)), outcome);
+            self.outcomes.insert((v.key.clone(), seeds, p.name()), outcome);
         }
         Ok(())
     }
@@ -265,7 +258,7 @@ impl<'a> Runner<'a> {
     }
 
     fn get_seeds(&self, v: &Variant, p: Protocol, seeds: u64) -> &Outcome {
-        &self.outcomes[&(v.key.clone(), seeds, protocol_name(p))]
+        &self.outcomes[&(v.key.clone(), seeds, p.name())]
     }
 }
 
@@ -419,13 +412,13 @@ pub fn run(a: &ExperimentArgs) -> Result<()> {
             rows.insert(pname.into(), both_protocols(&r, &plain));
             rows.insert(jname.into(), both_protocols(&r, &joint));
             for p in PROTOCOLS {
-                writeln!(md, "**{jname} vs {pname}, `{}` protocol**\n", protocol_name(p))?;
+                writeln!(md, "**{jname} vs {pname}, `{}` protocol**\n", p.name())?;
                 md.push_str(&comparison_table(&r, &plain, &[(jname, &joint)], p, pname));
             }
             for p in PROTOCOLS {
                 let test = mrr20_test(&r, &joint, &plain, p);
                 json_extra.insert(
-                    format!("p_value_mrr20_{}_{}", format!("{recipe:?}").to_lowercase(), protocol_name(p)),
+                    format!("p_value_mrr20_{}_{}", format!("{recipe:?}").to_lowercase(), p.name()),
                     json!(test),
                 );
             }
@@ -461,7 +454,7 @@ pub fn run(a: &ExperimentArgs) -> Result<()> {
         }
         writeln!(md, "## Table 3: ablations ({:?} recipe)\n", a.recipe)?;
         for p in PROTOCOLS {
-            writeln!(md, "**`{}` protocol** (Improve. against w/o Semantic)\n", protocol_name(p))?;
+            writeln!(md, "**`{}` protocol** (Improve. against w/o Semantic)\n", p.name())?;
             let listed: Vec<(&str, &Variant)> =
                 variants.iter().filter(|(n, _)| *n != "w/o Semantic").map(|(n, v)| (*n, v)).collect();
             md.push_str(&comparison_table(&r, &base, &listed, p, "w/o Semantic"));
@@ -480,7 +473,7 @@ pub fn run(a: &ExperimentArgs) -> Result<()> {
         r.run(&base)?;
         writeln!(md, "## Alignment mechanisms (Fig. 4, {:?} recipe)\n", a.recipe)?;
         for p in PROTOCOLS {
-            writeln!(md, "**`{}` protocol**\n", protocol_name(p))?;
+            writeln!(md, "**`{}` protocol**\n", p.name())?;
             let listed: Vec<(&str, &Variant)> = variants.iter().map(|(n, v)| (n.as_str(), v)).collect();
             md.push_str(&comparison_table(&r, &base, &listed, p, "w/o Semantic"));
         }
@@ -547,7 +540,7 @@ pub fn run(a: &ExperimentArgs) -> Result<()> {
         writeln!(md)?;
         let mut grid = Map::new();
         for p in PROTOCOLS {
-            writeln!(md, "**α × β, test MRR@20, `{}` protocol** (rows α, columns β)\n", protocol_name(p))?;
+            writeln!(md, "**α × β, test MRR@20, `{}` protocol** (rows α, columns β)\n", p.name())?;
             writeln!(
                 md,
                 "| α \\ β | {} |\n|---|{}",
@@ -567,7 +560,7 @@ pub fn run(a: &ExperimentArgs) -> Result<()> {
                     let m = r.get_seeds(&v, p, 1).metrics.get("MRR@20");
                     cells.push(format!("{m:.4}"));
                     line.push((beta, m));
-                    grid.insert(format!("{}:alpha={alpha},beta={beta}", protocol_name(p)), json!(m));
+                    grid.insert(format!("{}:alpha={alpha},beta={beta}", p.name()), json!(m));
                 }
                 writeln!(md, "| {alpha} | {} |", cells.join(" | "))?;
                 lines.push((format!("α = {alpha}"), line));
@@ -575,10 +568,10 @@ pub fn run(a: &ExperimentArgs) -> Result<()> {
             writeln!(md)?;
             let named: Vec<(&str, &[(f64, f64)])> =
                 lines.iter().map(|(n, l)| (n.as_str(), l.as_slice())).collect();
-            let file = format!("alpha-beta-{}.svg", protocol_name(p));
+            let file = format!("alpha-beta-{}.svg", p.name());
             crate::plots::lines(
                 &report_dir.join(&file),
-                &format!("α × β ({} protocol): test MRR@20", protocol_name(p)),
+                &format!("α × β ({} protocol): test MRR@20", p.name()),
                 "β",
                 &named,
             )?;
@@ -620,7 +613,7 @@ fn both_protocols(r: &Runner, v: &Variant) -> Value {
             let per_seed: Vec<f64> = o.ranks.iter().map(|r| Metrics::from_ranks(r).get("MRR@20")).collect();
             metrics.as_object_mut().expect("object").insert("MRR@20_per_seed".into(), json!(per_seed));
         }
-        m.insert(protocol_name(p).into(), metrics);
+        m.insert(p.name().into(), metrics);
     }
     Value::Object(m)
 }

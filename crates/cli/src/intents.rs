@@ -127,19 +127,16 @@ fn crossfit_candidates(
             held.len()
         );
         let run_dir = out.join("crossfit").join(format!("fold{f}"));
-        let params = dmsrec_models::ParamStore::new(ck.train.seed, &Device::Cpu);
-        let model = ck.model.build(&params)?;
-        crate::commands::fit(
+        crate::commands::train_one(
             &fold_ds,
             data_dir,
             &ck.model,
             &ck.train,
             Protocol::Valid,
             &run_dir,
-            &params,
-            model.as_ref(),
             None,
         )?;
+        let (_, _, model) = dmsrec_train::checkpoint::load_checkpoint(&run_dir, &Device::Cpu)?;
         let fold_cands = top_k_candidates(model.as_ref(), &fold_ds.test, k, 500)?;
         for (i, c) in held.into_iter().zip(fold_cands) {
             cands[i] = c;

@@ -144,8 +144,14 @@ impl IntentEmbeddings {
     /// Read a file written by [`Self::write_safetensors`].
     pub fn read_safetensors(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let mut tensors = candle_core::safetensors::load(path, &Device::Cpu)
+        let tensors = candle_core::safetensors::load(path, &Device::Cpu)
             .with_context(|| format!("reading {}", path.display()))?;
+        Self::from_tensors(tensors, path)
+    }
+
+    /// The tensors of a file written by [`Self::write_safetensors`], already loaded (other tensors
+    /// in the map are ignored); `path` names the file in errors.
+    pub fn from_tensors(mut tensors: HashMap<String, Tensor>, path: &Path) -> Result<Self> {
         let mut take = |name: &str| {
             tensors.remove(name).with_context(|| format!("{}: no tensor {name:?}", path.display()))
         };

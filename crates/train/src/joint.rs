@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 /// Which intent kinds are fused (Table 3's "w/o Latent-Intent" is `Explicit`, "w/o
 /// Explicit-Intent" is `Latent`, "w/o Semantic" is `None`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IntentUse {
     Both,
@@ -147,14 +147,6 @@ impl IntentFeatures {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.explicit_mask.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.explicit_mask.is_empty()
-    }
-
     /// Share of examples aligned on (explicit, latent).
     pub fn coverage(&self) -> (f64, f64) {
         let share = |m: &[bool]| m.iter().filter(|&&b| b).count() as f64 / m.len().max(1) as f64;
@@ -198,10 +190,6 @@ impl<'a> IntentFusion<'a> {
         Ok(Self { backbone, cfg, projection, fuse_explicit, fuse_latent, train, test })
     }
 
-    pub fn config(&self) -> &JointConfig {
-        &self.cfg
-    }
-
     fn features(&self, split: Split) -> &IntentFeatures {
         match split {
             Split::Train => &self.train,
@@ -213,7 +201,8 @@ impl<'a> IntentFusion<'a> {
     fn aligned(&self, g: &Tensor, e_bar: &Tensor, mask: &[bool], rows: &[usize]) -> Result<Tensor> {
         let keep: Vec<u32> =
             rows.iter().enumerate().filter(|(_, &r)| mask[r]).map(|(i, _)| i as u32).collect();
-        let keep = Tensor::from_vec(keep.clone(), keep.len(), g.device())?;
+        let n = keep.len();
+        let keep = Tensor::from_vec(keep, n, g.device())?;
         Ok(alignment_loss(self.cfg.align, &g.index_select(&keep, 0)?, &e_bar.index_select(&keep, 0)?)?)
     }
 }
@@ -286,7 +275,6 @@ mod tests {
             (1, IntentRow { explicit: &l1, latent: &l1, has_explicit: false, has_latent: true }),
             (2, IntentRow { explicit: &e2, latent: &e2, has_explicit: true, has_latent: false }),
         ];
-        // Rows must outlive the features' construction only.
         IntentFeatures::new(4, E, usage, rows, &Device::Cpu).unwrap()
     }
 

@@ -29,6 +29,16 @@ pub enum Protocol {
     Valid,
 }
 
+impl Protocol {
+    /// `paper` or `valid`: the run-folder name and the key in results files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Paper => "paper",
+            Protocol::Valid => "valid",
+        }
+    }
+}
+
 impl std::str::FromStr for Protocol {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
@@ -189,6 +199,27 @@ pub fn evaluate_rows(
     Ok(ranks)
 }
 
+/// The training loss of the examples `rows` of `train`: softmax cross-entropy over the item
+/// scores of the (dropped-out) session representation, plus the model's auxiliary loss. Returns
+/// the total loss and the auxiliary part's value (0 without one).
+pub fn batch_loss(
+    model: &dyn Recommender,
+    train: &[Example],
+    rows: &[usize],
+    session_dropout: f64,
+    rng: &mut ChaCha8Rng,
+) -> Result<(Tensor, f64)> {
+    let batch: Vec<&Example> = rows.iter().map(|&i| &train[i]).collect();
+    let sessions: Vec<&[u32]> = batch.iter().map(|e| e.prefix.as_slice()).collect();
+    let (session, aux) = model.represent(&sessions, Split::Train, rows, Some(&mut *rng))?;
+    let session = dropout(&session, session_dropout, rng)?;
+    let loss = recommendation_loss(&model.backbone().scores(&session)?, &batch)?;
+    match aux {
+        Some(aux) => Ok(((loss + &aux)?, aux.to_scalar::<f32>()? as f64)),
+        None => Ok((loss, 0.0)),
+    }
+}
+
 /// Softmax cross-entropy of the targets over all item scores.
 pub fn recommendation_loss(scores: &Tensor, batch: &[&Example]) -> Result<Tensor> {
     let targets: Vec<u32> = batch.iter().map(|e| e.target - 1).collect();
@@ -230,16 +261,8 @@ impl<'a> Trainer<'a> {
         let bar = progress_bar(n_batches as u64, &format!("epoch {epoch}"));
         let (mut total, mut total_aux) = (0.0, 0.0);
         for rows in order.chunks(self.cfg.batch_size) {
-            let batch: Vec<&Example> = rows.iter().map(|&i| &train[i]).collect();
-            let sessions: Vec<&[u32]> = batch.iter().map(|e| e.prefix.as_slice()).collect();
-            let (session, aux) = self.model.represent(&sessions, Split::Train, rows, Some(&mut rng))?;
-            let session = dropout(&session, self.cfg.session_dropout, &mut rng)?;
-            let scores = self.model.backbone().scores(&session)?;
-            let mut loss = recommendation_loss(&scores, &batch)?;
-            if let Some(aux) = aux {
-                total_aux += aux.to_scalar::<f32>()? as f64;
-                loss = (loss + aux)?;
-            }
+            let (loss, aux) = batch_loss(self.model, train, rows, self.cfg.session_dropout, &mut rng)?;
+            total_aux += aux;
             total += loss.to_scalar::<f32>()? as f64;
             opt.step(&loss.backward()?)?;
             bar.inc(1);
@@ -360,10 +383,7 @@ fn progress_bar(len: u64, msg: &str) -> indicatif::ProgressBar {
 
 /// The run folder of one protocol inside an output folder.
 pub fn protocol_dir(out: &Path, protocol: Protocol) -> PathBuf {
-    out.join(match protocol {
-        Protocol::Paper => "paper",
-        Protocol::Valid => "valid",
-    })
+    out.join(protocol.name())
 }
 
 #[cfg(test)]
