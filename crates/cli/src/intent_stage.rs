@@ -116,7 +116,8 @@ pub struct IntentsArgs {
     /// Sampling seed of the LLM (part of the cache key).
     #[arg(long, default_value_t = 2024)]
     pub gen_seed: u64,
-    /// Prompts answered (and stored in the cache) per step (default: gguf 4, http 2 × concurrency).
+    /// Prompts answered (and stored in the cache) per step; the gguf backend decodes them together
+    /// (default: gguf 8, http 2 × concurrency).
     #[arg(long)]
     pub chunk: Option<usize>,
 
@@ -191,6 +192,13 @@ pub struct BenchIntentsArgs {
     /// Also measure the file's own quantization (native, Q4_1 for SmolLM2) and Q8_0 requantized at load.
     #[arg(long)]
     pub requantize: bool,
+    /// Prompts decoded together (batched decoding), comma-separated sizes to compare.
+    #[arg(long, value_delimiter = ',', default_value = "8")]
+    pub batch: Vec<usize>,
+    /// Free-text answers (no constraint), as the paper's Qwen gave; each runs to its end token or
+    /// --max-new-tokens.
+    #[arg(long)]
+    pub unconstrained: bool,
     /// Sentence encoder folder (default: all-minilm-l6-v2 under the models root).
     #[arg(long)]
     pub encoder: Option<PathBuf>,
@@ -538,7 +546,7 @@ pub fn intents(a: &IntentsArgs) -> Result<()> {
     };
     let model_id = backend.as_dyn().model_id();
     let chunk = a.chunk.unwrap_or(match a.backend {
-        BackendKind::Gguf => 4,
+        BackendKind::Gguf => 8,
         BackendKind::Http => 2 * a.concurrency.max(1),
     });
     ensure!(chunk > 0, "--chunk must be at least 1");
@@ -757,7 +765,11 @@ pub fn bench(a: &BenchIntentsArgs) -> Result<()> {
         PromptBuilder::new(PromptTemplate::paper(), PromptOptions { k: a.k, ..Default::default() })?;
     let prompts: Vec<RenderedPrompt> =
         (0..n).map(|i| builder.render(&ds.catalog, &ds.test[i].prefix, &cands[i])).collect();
-    let requests: Vec<ChatRequest> = prompts.iter().map(|p| p.request.clone()).collect();
+    let mut requests: Vec<ChatRequest> = prompts.iter().map(|p| p.request.clone()).collect();
+    if a.unconstrained {
+        requests.iter_mut().for_each(|r| r.constraint = None);
+    }
+    ensure!(a.batch.iter().all(|&b| b > 0), "--batch sizes must be at least 1");
     let settings = GenerationSettings { max_new_tokens: a.max_new_tokens, ..Default::default() };
 
     let mut formats = a.weights.clone();
@@ -772,46 +784,16 @@ pub fn bench(a: &BenchIntentsArgs) -> Result<()> {
     require_model_file(&model_path)?;
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_default();
     println!(
-        "bench intents: {n} test prompts of {} ({} candidates each), constrained, greedy, max {} new tokens, threads {threads}",
-        ds.name, a.k, a.max_new_tokens
+        "bench intents: {n} test prompts of {} ({} candidates each), {}, greedy, max {} new tokens, threads {threads}",
+        ds.name,
+        a.k,
+        if a.unconstrained { "free text" } else { "constrained" },
+        a.max_new_tokens
     );
     let mut llm_rows = Vec::new();
     for fmt in formats {
         let mut m = load_gguf(&model_path, fmt)?;
         let load_s = m.stats().load_secs;
-        // Warm-up (also computes the shared system prefix), not timed.
-        m.generate(&requests[..1], &settings)?;
-        m.reset_stats();
-        let t = Instant::now();
-        let answers = m.generate(&requests, &settings)?;
-        let wall = t.elapsed().as_secs_f64();
-        let s = m.stats().clone();
-        let parsed: Vec<ParsedAnswer> = prompts
-            .iter()
-            .zip(&answers)
-            .map(|(p, c)| Matcher::new(&p.candidates, &p.session, ParseOptions::default()).parse(&c.text))
-            .collect();
-        let ps = ParseStats::from_answers(&parsed);
-        let mean_prompt_tokens = s.prompt_tokens as f64 / s.prompts.max(1) as f64;
-        let row = json!({
-            "weights": fmt.as_str(),
-            "resolved_weights": m.info().weights.as_str(),
-            "file_weight_type": m.info().file_weight_type,
-            "model": m.model_id(),
-            "load_s": load_s,
-            "prompts": n,
-            "mean_prompt_tokens": mean_prompt_tokens,
-            "mean_prefilled_tokens": s.prefill_tokens as f64 / s.prompts.max(1) as f64,
-            "mean_answer_tokens": s.completion_tokens as f64 / s.prompts.max(1) as f64,
-            "prefill_tok_s": s.prefill_tok_per_s(),
-            "decode_tok_s": s.decode_tok_per_s(),
-            "prompts_per_s": n as f64 / wall,
-            "s_per_prompt": wall / n as f64,
-            "valid_rate": ps.parseable_rate(),
-            "explicit_share": ps.explicit_share(),
-            "mean_intents": ps.mean_intents_per_answer(),
-            "stats": s,
-        });
         println!(
             "LLM {} (weights {} -> {}, file {}), loaded in {load_s:.1} s",
             m.info().file,
@@ -819,24 +801,72 @@ pub fn bench(a: &BenchIntentsArgs) -> Result<()> {
             m.info().weights.as_str(),
             m.info().file_weight_type
         );
-        println!(
-            "  mean prompt tokens   {mean_prompt_tokens:.1} ({} reused from the system prefix)",
-            s.prefix_reused_tokens / s.prompts.max(1)
-        );
-        println!("  prefill              {:.1} tok/s", s.prefill_tok_per_s());
-        println!(
-            "  decode               {:.1} tok/s ({:.1} answer tokens/prompt)",
-            s.decode_tok_per_s(),
-            s.completion_tokens as f64 / s.prompts.max(1) as f64
-        );
-        println!("  prompts              {:.3} prompts/s ({:.2} s/prompt)", n as f64 / wall, wall / n as f64);
-        println!(
-            "  answers              {:.0}% valid, {:.2} intents/answer, explicit {:.1}%",
-            100.0 * ps.parseable_rate(),
-            ps.mean_intents_per_answer(),
-            100.0 * ps.explicit_share()
-        );
-        llm_rows.push(row);
+        // Warm-up (also computes the shared system prefix), not timed.
+        m.generate(&requests[..1], &settings)?;
+        for &batch in &a.batch {
+            m.reset_stats();
+            let t = Instant::now();
+            let mut answers = Vec::with_capacity(n);
+            for part in requests.chunks(batch) {
+                answers.extend(m.generate(part, &settings)?);
+            }
+            let wall = t.elapsed().as_secs_f64();
+            let s = m.stats().clone();
+            let parsed: Vec<ParsedAnswer> = prompts
+                .iter()
+                .zip(&answers)
+                .map(|(p, c)| Matcher::new(&p.candidates, &p.session, ParseOptions::default()).parse(&c.text))
+                .collect();
+            let ps = ParseStats::from_answers(&parsed);
+            let mean_prompt_tokens = s.prompt_tokens as f64 / s.prompts.max(1) as f64;
+            let row = json!({
+                "weights": fmt.as_str(),
+                "resolved_weights": m.info().weights.as_str(),
+                "file_weight_type": m.info().file_weight_type,
+                "model": m.model_id(),
+                "load_s": load_s,
+                "prompts": n,
+                "batch": batch,
+                "constrained": !a.unconstrained,
+                "mean_prompt_tokens": mean_prompt_tokens,
+                "mean_prefilled_tokens": s.prefill_tokens as f64 / s.prompts.max(1) as f64,
+                "mean_answer_tokens": s.completion_tokens as f64 / s.prompts.max(1) as f64,
+                "prefill_tok_s": s.prefill_tok_per_s(),
+                "decode_tok_s": s.decode_tok_per_s(),
+                "prefill_s": s.prefill_secs,
+                "decode_s": s.decode_secs,
+                "prompts_per_s": n as f64 / wall,
+                "s_per_prompt": wall / n as f64,
+                "valid_rate": ps.parseable_rate(),
+                "explicit_share": ps.explicit_share(),
+                "mean_intents": ps.mean_intents_per_answer(),
+                "stats": s,
+            });
+            println!(
+                "  batch {batch}: prompt {mean_prompt_tokens:.1} tokens ({} reused from the system prefix)",
+                s.prefix_reused_tokens / s.prompts.max(1)
+            );
+            println!("    prefill            {:.1} tok/s ({:.1} s)", s.prefill_tok_per_s(), s.prefill_secs);
+            println!(
+                "    decode             {:.1} tok/s ({:.1} s, {:.1} answer tokens/prompt, {} passes)",
+                s.decode_tok_per_s(),
+                s.decode_secs,
+                s.completion_tokens as f64 / s.prompts.max(1) as f64,
+                s.decode_passes
+            );
+            println!(
+                "    prompts            {:.3} prompts/s ({:.2} s/prompt)",
+                n as f64 / wall,
+                wall / n as f64
+            );
+            println!(
+                "    answers            {:.0}% valid, {:.2} intents/answer, explicit {:.1}%",
+                100.0 * ps.parseable_rate(),
+                ps.mean_intents_per_answer(),
+                100.0 * ps.explicit_share()
+            );
+            llm_rows.push(row);
+        }
     }
 
     let encoder_row = if a.no_encoder {

@@ -420,61 +420,82 @@ pub struct DecodeOutcome {
     pub chosen: Option<Vec<usize>>,
 }
 
-/// The decoding loop, generic over the model: `first_logits` are the logits after the prompt;
-/// `forward(tokens)` appends tokens to the model's state and returns the logits after the last.
+/// One answer's decoding, step by step, so that several answers can share forward passes
+/// (batched decoding): [`Decoder::step`] takes the logits after the tokens fed so far and
+/// returns the tokens to feed next, or `None` when the answer is complete.
 /// Without a grammar it stops at any of `stop_tokens` or after `max_new_tokens`; with one it
 /// follows the grammar to its end token. Sampling uses `settings.temperature` and a ChaCha8 RNG
-/// seeded with `settings.seed` (one fresh RNG per call, so answers do not depend on batching).
-pub fn decode(
-    first_logits: Vec<f32>,
-    grammar: Option<&ChoiceGrammar>,
-    stop_tokens: &[u32],
-    settings: &GenerationSettings,
-    mut forward: impl FnMut(&[u32]) -> Result<Vec<f32>>,
-) -> Result<DecodeOutcome> {
-    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
-    let mut state = grammar.map(|g| g.start());
-    let mut logits = first_logits;
-    let mut out: Vec<u32> = Vec::new();
-    let mut forced_tokens = 0;
-    let mut forward_calls = 0;
-    let mut forward_tokens = 0;
-    let max_new = settings.max_new_tokens;
-    let hard_cap = max_new + 512;
-    loop {
-        let tok = match state.as_mut() {
+/// seeded with `settings.seed` (one RNG per answer, so answers do not depend on batching).
+pub struct Decoder<'g> {
+    rng: ChaCha8Rng,
+    state: Option<ChoiceState<'g>>,
+    stop_tokens: &'g [u32],
+    temperature: f64,
+    max_new: usize,
+    out: Vec<u32>,
+    stop: Option<StopReason>,
+    forced_tokens: usize,
+    forward_calls: usize,
+    forward_tokens: usize,
+}
+
+impl<'g> Decoder<'g> {
+    pub fn new(
+        grammar: Option<&'g ChoiceGrammar>,
+        stop_tokens: &'g [u32],
+        settings: &GenerationSettings,
+    ) -> Self {
+        Decoder {
+            rng: ChaCha8Rng::seed_from_u64(settings.seed),
+            state: grammar.map(|g| g.start()),
+            stop_tokens,
+            temperature: settings.temperature,
+            max_new: settings.max_new_tokens,
+            out: Vec::new(),
+            stop: None,
+            forced_tokens: 0,
+            forward_calls: 0,
+            forward_tokens: 0,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.stop.is_some()
+    }
+
+    /// Picks the next token from `logits` (plus every token the grammar then forces) and returns
+    /// them, to be fed to the model before the next call; `None` once the answer is complete.
+    pub fn step(&mut self, logits: &[f32]) -> Result<Option<Vec<u32>>> {
+        if self.stop.is_some() {
+            return Ok(None);
+        }
+        let tok = match self.state.as_mut() {
             Some(st) => {
-                if out.len() >= max_new && !st.is_finishing() {
+                if self.out.len() >= self.max_new && !st.is_finishing() {
                     st.finish();
                 }
-                if out.len() > hard_cap {
-                    bail!("constrained decoding did not end within {hard_cap} tokens");
+                if self.out.len() > self.max_new + 512 {
+                    bail!("constrained decoding did not end within {} tokens", self.max_new + 512);
                 }
                 let allowed = st.allowed();
                 if allowed.is_empty() {
                     bail!("constraint allows no token");
                 }
-                pick_token(&logits, Some(&allowed), settings.temperature, &mut rng)
+                pick_token(logits, Some(&allowed), self.temperature, &mut self.rng)
             }
             None => {
-                if out.len() >= max_new {
-                    return Ok(DecodeOutcome {
-                        tokens: out,
-                        stop: StopReason::MaxTokens,
-                        forced_tokens,
-                        forward_calls,
-                        forward_tokens,
-                        chosen: None,
-                    });
+                if self.out.len() >= self.max_new {
+                    self.stop = Some(StopReason::MaxTokens);
+                    return Ok(None);
                 }
-                pick_token(&logits, None, settings.temperature, &mut rng)
+                pick_token(logits, None, self.temperature, &mut self.rng)
             }
         };
         let mut pending = Vec::with_capacity(8);
         let mut ended = false;
-        match state.as_mut() {
+        match self.state.as_mut() {
             None => {
-                if stop_tokens.contains(&tok) {
+                if self.stop_tokens.contains(&tok) {
                     ended = true;
                 } else {
                     pending.push(tok);
@@ -493,36 +514,54 @@ pub fn decode(
                             break;
                         }
                         pending.push(f);
-                        forced_tokens += 1;
+                        self.forced_tokens += 1;
                     }
                 }
             }
         }
-        out.extend_from_slice(&pending);
+        self.out.extend_from_slice(&pending);
         if ended {
-            return Ok(DecodeOutcome {
-                tokens: out,
-                stop: StopReason::EndToken,
-                forced_tokens,
-                forward_calls,
-                forward_tokens,
-                chosen: state.as_ref().and_then(|s| s.chosen().map(|c| c.to_vec())),
-            });
+            self.stop = Some(StopReason::EndToken);
+            return Ok(None);
         }
-        if state.is_none() && out.len() >= max_new {
-            return Ok(DecodeOutcome {
-                tokens: out,
-                stop: StopReason::MaxTokens,
-                forced_tokens,
-                forward_calls,
-                forward_tokens,
-                chosen: None,
-            });
+        if self.state.is_none() && self.out.len() >= self.max_new {
+            self.stop = Some(StopReason::MaxTokens);
+            return Ok(None);
         }
-        forward_calls += 1;
-        forward_tokens += pending.len();
+        self.forward_calls += 1;
+        self.forward_tokens += pending.len();
+        Ok(Some(pending))
+    }
+
+    /// The finished answer.
+    pub fn outcome(self) -> Result<DecodeOutcome> {
+        let Some(stop) = self.stop else { bail!("decoding is not finished") };
+        Ok(DecodeOutcome {
+            chosen: self.state.as_ref().and_then(|s| s.chosen().map(|c| c.to_vec())),
+            tokens: self.out,
+            stop,
+            forced_tokens: self.forced_tokens,
+            forward_calls: self.forward_calls,
+            forward_tokens: self.forward_tokens,
+        })
+    }
+}
+
+/// One answer decoded on its own: `first_logits` are the logits after the prompt;
+/// `forward(tokens)` appends tokens to the model's state and returns the logits after the last.
+pub fn decode(
+    first_logits: Vec<f32>,
+    grammar: Option<&ChoiceGrammar>,
+    stop_tokens: &[u32],
+    settings: &GenerationSettings,
+    mut forward: impl FnMut(&[u32]) -> Result<Vec<f32>>,
+) -> Result<DecodeOutcome> {
+    let mut decoder = Decoder::new(grammar, stop_tokens, settings);
+    let mut logits = first_logits;
+    while let Some(pending) = decoder.step(&logits)? {
         logits = forward(&pending)?;
     }
+    decoder.outcome()
 }
 
 #[cfg(test)]

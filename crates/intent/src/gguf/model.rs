@@ -237,6 +237,14 @@ pub struct KvCache {
     cap: usize,
 }
 
+impl KvCache {
+    /// Positions filled.
+    #[cfg(test)]
+    pub fn positions(&self) -> usize {
+        self.len
+    }
+}
+
 impl Model {
     /// `fmt` must be resolved ([`resolve_format`]) by the caller.
     pub fn load<R: Read + Seek>(
@@ -355,6 +363,7 @@ impl Model {
 
     /// Runs `tokens` (appended after the cache's positions) and returns the logits of the last
     /// one, `n_vocab` floats.
+    #[cfg(test)]
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>> {
         Ok(self.forward_opt(tokens, cache, true)?.unwrap_or_default())
     }
@@ -362,57 +371,93 @@ impl Model {
     /// [`Model::forward`], skipping the output projection when `logits` is false (prefill chunks
     /// before the last).
     pub fn forward_opt(&self, tokens: &[u32], cache: &mut KvCache, logits: bool) -> Result<Option<Vec<f32>>> {
-        let s = tokens.len();
-        if s == 0 {
+        let out = self.forward_batch(&[tokens], &mut [cache], logits)?;
+        Ok(out.map(|mut rows| rows.swap_remove(0)))
+    }
+
+    /// Runs several sequences in one pass (batched decoding): `tokens[i]` is appended after
+    /// `caches[i]`'s positions. The projections and the MLP see all the new tokens as one
+    /// matrix, so each weight is read once per pass, not once per sequence; attention runs per
+    /// sequence over its own cache. Returns the logits after each sequence's last token.
+    pub fn forward_batch(
+        &self,
+        tokens: &[&[u32]],
+        caches: &mut [&mut KvCache],
+        logits: bool,
+    ) -> Result<Option<Vec<Vec<f32>>>> {
+        if tokens.len() != caches.len() {
+            bail!("{} token lists for {} caches", tokens.len(), caches.len());
+        }
+        if tokens.is_empty() || tokens.iter().any(|t| t.is_empty()) {
             bail!("forward with no tokens");
         }
-        let pos = cache.len;
-        let total = pos + s;
-        self.grow(cache, total)?;
         let c = &self.cfg;
         let (nh, nkv, hd) = (c.n_head, c.n_kv_head, c.head_dim);
         let n_rep = nh / nkv;
         let eps = c.rms_eps as f32;
         let scale = 1.0 / (hd as f64).sqrt();
 
-        let ids = Tensor::new(tokens, &self.device)?;
-        let mut x = self.embed.embedding(&ids)?.unsqueeze(0)?; // (1, s, d)
+        // (row offset in the stacked batch, new tokens, positions already cached) per sequence
+        let mut spans = Vec::with_capacity(tokens.len());
+        let mut offset = 0;
+        for (t, cache) in tokens.iter().zip(caches.iter_mut()) {
+            self.grow(cache, cache.len + t.len())?;
+            spans.push((offset, t.len(), cache.len));
+            offset += t.len();
+        }
+        let ids = Tensor::new(tokens.concat(), &self.device)?;
+        let mut x = self.embed.embedding(&ids)?.unsqueeze(0)?; // (1, all new tokens, d)
 
-        // Additive causal mask (s, total): query i sees keys 0..=pos+i.
-        let mask = if s > 1 {
-            let mut m = vec![0f32; s * total];
-            for i in 0..s {
-                for j in (pos + i + 1)..total {
-                    m[i * total + j] = f32::NEG_INFINITY;
+        // Additive causal mask (s, total) per sequence: query i sees keys 0..=pos+i.
+        let masks = spans
+            .iter()
+            .map(|&(_, s, pos)| {
+                if s == 1 {
+                    return Ok(None);
                 }
-            }
-            Some(Tensor::from_vec(m, (s, total), &self.device)?)
-        } else {
-            None
-        };
+                let total = pos + s;
+                let mut m = vec![0f32; s * total];
+                for i in 0..s {
+                    for j in (pos + i + 1)..total {
+                        m[i * total + j] = f32::NEG_INFINITY;
+                    }
+                }
+                Ok(Some(Tensor::from_vec(m, (s, total), &self.device)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
 
         for (l, layer) in self.layers.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &layer.attn_norm, eps)?;
-            let q = layer.wq.forward(&h)?.reshape((1, s, nh, hd))?.transpose(1, 2)?.contiguous()?;
-            let k = layer.wk.forward(&h)?.reshape((1, s, nkv, hd))?.transpose(1, 2)?.contiguous()?;
-            let v = layer.wv.forward(&h)?.reshape((1, s, nkv, hd))?.transpose(1, 2)?.contiguous()?;
-            let q = self.rope(&q, pos, s)?;
-            let k = self.rope(&k, pos, s)?;
-            cache.k[l].slice_set(&k, 2, pos)?;
-            cache.v[l].slice_set(&v, 2, pos)?;
-            let keys = cache.k[l].narrow(2, 0, total)?;
-            let values = cache.v[l].narrow(2, 0, total)?;
-            // Grouped-query attention without copying K/V per head: the n_rep query heads that
-            // share a KV head are stacked along the sequence axis.
-            let q = q.reshape((1, nkv, n_rep * s, hd))?;
-            let att = (q.matmul(&keys.t()?)? * scale)?; // (1, nkv, n_rep*s, total)
-            let att = match &mask {
-                Some(m) => att.reshape((1, nh, s, total))?.broadcast_add(m)?,
-                None => att,
-            };
-            let att = candle_nn::ops::softmax_last_dim(&att)?.reshape((1, nkv, n_rep * s, total))?;
-            let y = att.matmul(&values)?; // (1, nkv, n_rep*s, hd)
-            let y = y.reshape((1, nh, s, hd))?.transpose(1, 2)?.reshape((1, s, nh * hd))?;
+            let q_all = layer.wq.forward(&h)?;
+            let k_all = layer.wk.forward(&h)?;
+            let v_all = layer.wv.forward(&h)?;
+            let mut ys = Vec::with_capacity(spans.len());
+            for (i, &(off, s, pos)) in spans.iter().enumerate() {
+                let total = pos + s;
+                let heads = |t: &Tensor, n: usize| -> Result<Tensor> {
+                    Ok(t.narrow(1, off, s)?.reshape((1, s, n, hd))?.transpose(1, 2)?.contiguous()?)
+                };
+                let q = self.rope(&heads(&q_all, nh)?, pos, s)?;
+                let k = self.rope(&heads(&k_all, nkv)?, pos, s)?;
+                let v = heads(&v_all, nkv)?;
+                let cache = &mut caches[i];
+                cache.k[l].slice_set(&k, 2, pos)?;
+                cache.v[l].slice_set(&v, 2, pos)?;
+                let keys = cache.k[l].narrow(2, 0, total)?;
+                let values = cache.v[l].narrow(2, 0, total)?;
+                // Grouped-query attention without copying K/V per head: the n_rep query heads
+                // that share a KV head are stacked along the sequence axis.
+                let q = q.reshape((1, nkv, n_rep * s, hd))?;
+                let att = (q.matmul(&keys.t()?)? * scale)?; // (1, nkv, n_rep*s, total)
+                let att = match &masks[i] {
+                    Some(m) => att.reshape((1, nh, s, total))?.broadcast_add(m)?,
+                    None => att,
+                };
+                let att = candle_nn::ops::softmax_last_dim(&att)?.reshape((1, nkv, n_rep * s, total))?;
+                let y = att.matmul(&values)?; // (1, nkv, n_rep*s, hd)
+                ys.push(y.reshape((1, nh, s, hd))?.transpose(1, 2)?.reshape((1, s, nh * hd))?);
+            }
+            let y = if ys.len() == 1 { ys.swap_remove(0) } else { Tensor::cat(&ys, 1)? };
             let y = layer.wo.forward(&y)?;
             x = (x + y)?;
 
@@ -422,13 +467,19 @@ impl Model {
             let y = layer.down.forward(&(candle_nn::ops::silu(&g)? * u)?)?;
             x = (x + y)?;
         }
-        cache.len = total;
+        for (cache, &(_, s, pos)) in caches.iter_mut().zip(&spans) {
+            cache.len = pos + s;
+        }
         if !logits {
             return Ok(None);
         }
-        let last = x.narrow(1, s - 1, 1)?;
+        let last: Vec<Tensor> = spans
+            .iter()
+            .map(|&(off, s, _)| x.narrow(1, off + s - 1, 1))
+            .collect::<candle_core::Result<_>>()?;
+        let last = if last.len() == 1 { last[0].clone() } else { Tensor::cat(&last, 1)? };
         let last = candle_nn::ops::rms_norm(&last, &self.out_norm, eps)?;
-        let out = self.output.forward(&last)?; // (1, 1, n_vocab)
-        Ok(Some(out.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?))
+        let out = self.output.forward(&last)?.squeeze(0)?; // (sequences, n_vocab)
+        Ok(Some(out.to_dtype(DType::F32)?.to_vec2::<f32>()?))
     }
 }
