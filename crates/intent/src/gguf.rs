@@ -67,6 +67,9 @@ pub struct GgufOptions {
     /// Products with at least this many rows (prefill chunks) dequantize quantized weights for
     /// the f32 GEMM, as llama.cpp hands large batches to BLAS (0: quantized kernels only).
     pub dequant_min_rows: usize,
+    /// Most answers decoded together; a larger batch given to `generate` runs in groups of this
+    /// size (each answer holds its own KV cache, ~32 MB for SmolLM2 at 700 positions).
+    pub max_batch: usize,
     pub device: Device,
 }
 
@@ -79,6 +82,7 @@ impl Default for GgufOptions {
             max_context: 8192,
             prefill_chunk: 256,
             dequant_min_rows: 32,
+            max_batch: 16,
             device: Device::Cpu,
         }
     }
@@ -201,6 +205,7 @@ pub struct GgufLlm {
     prefix: Option<PrefixCache>,
     reuse_prefix: bool,
     prefill_chunk: usize,
+    max_batch: usize,
     info: GgufInfo,
     stats: GgufStats,
 }
@@ -281,6 +286,7 @@ impl GgufLlm {
             prefix: None,
             reuse_prefix: options.reuse_prefix,
             prefill_chunk: options.prefill_chunk,
+            max_batch: options.max_batch.max(1),
             info,
             stats,
         })
@@ -505,13 +511,17 @@ impl LlmBackend for GgufLlm {
         id
     }
 
-    /// The whole batch decodes together ([`GgufLlm::generate_batch`]).
+    /// Up to `max_batch` answers decode together ([`GgufLlm::generate_batch`]).
     fn generate(
         &mut self,
         requests: &[ChatRequest],
         settings: &GenerationSettings,
     ) -> Result<Vec<Completion>> {
-        self.generate_batch(requests, settings)
+        let mut out = Vec::with_capacity(requests.len());
+        for group in requests.chunks(self.max_batch) {
+            out.extend(self.generate_batch(group, settings)?);
+        }
+        Ok(out)
     }
 }
 
