@@ -63,11 +63,14 @@ pub fn candidates(a: &CandidatesArgs) -> Result<()> {
         write_candidates(&path, &cands)?;
         let cov = coverage(examples, &cands)?;
         println!(
-            "{name}: {} examples, K = {}: target among candidates {:.1}%, last clicked item {:.1}% -> {}",
+            "{name}: {} examples, K = {}: target among candidates {:.1}%, last clicked item {:.1}% \
+             (first candidate {:.1}%), session items {:.1}% -> {}",
             cov.examples,
             a.k,
             100.0 * cov.target,
             100.0 * cov.last_item,
+            100.0 * cov.last_item_first,
+            100.0 * cov.session_items,
             path.display()
         );
         if let (Some(other), "test") = (&a.compare, name) {
@@ -80,10 +83,13 @@ pub fn candidates(a: &CandidatesArgs) -> Result<()> {
                 .sum::<f64>()
                 / cands.len().max(1) as f64;
             println!(
-                "  {}: target {:.1}%, last clicked item {:.1}%; mean overlap with ours {:.1}%",
+                "  {}: target {:.1}%, last clicked item {:.1}% (first candidate {:.1}%), session items {:.1}%; \
+                 mean overlap with ours {:.1}%",
                 other.display(),
                 100.0 * tc.target,
                 100.0 * tc.last_item,
+                100.0 * tc.last_item_first,
+                100.0 * tc.session_items,
                 100.0 * overlap
             );
         }

@@ -133,13 +133,18 @@ pub fn check_aligned(candidates: &[Vec<u32>], examples: &[Example]) -> Result<()
     Ok(())
 }
 
-/// How often the candidate set contains the target and the last clicked item.
+/// How often the candidate set contains the target, the last clicked item and the session's items.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CandidateCoverage {
     /// Share of examples whose target (next item) is among the candidates.
     pub target: f64,
     /// Share of examples whose last clicked item is among the candidates.
     pub last_item: f64,
+    /// Share of examples whose last clicked item is the first candidate.
+    pub last_item_first: f64,
+    /// Mean share of a session's distinct items that are among its candidates (the items an
+    /// intent can be explicit about, Eq. 5).
+    pub session_items: f64,
     /// Number of examples counted.
     pub examples: usize,
 }
@@ -147,14 +152,28 @@ pub struct CandidateCoverage {
 /// Coverage of aligned candidate rows (all of each row is used). Zero examples give 0 shares.
 pub fn coverage(examples: &[Example], candidates: &[Vec<u32>]) -> Result<CandidateCoverage> {
     check_aligned(candidates, examples)?;
-    let (mut target, mut last) = (0usize, 0usize);
+    let (mut target, mut last, mut last_first, mut session_share) = (0usize, 0usize, 0usize, 0.0);
     for (ex, ids) in examples.iter().zip(candidates) {
         target += ids.contains(&ex.target) as usize;
         last += ex.prefix.last().is_some_and(|l| ids.contains(l)) as usize;
+        last_first += (ex.prefix.last().is_some() && ex.prefix.last() == ids.first()) as usize;
+        let mut distinct = ex.prefix.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if !distinct.is_empty() {
+            session_share +=
+                distinct.iter().filter(|i| ids.contains(i)).count() as f64 / distinct.len() as f64;
+        }
     }
     let n = examples.len();
-    let share = |c: usize| if n == 0 { 0.0 } else { c as f64 / n as f64 };
-    Ok(CandidateCoverage { target: share(target), last_item: share(last), examples: n })
+    let share = |c: f64| if n == 0 { 0.0 } else { c / n as f64 };
+    Ok(CandidateCoverage {
+        target: share(target as f64),
+        last_item: share(last as f64),
+        last_item_first: share(last_first as f64),
+        session_items: share(session_share),
+        examples: n,
+    })
 }
 
 #[cfg(test)]
@@ -261,10 +280,20 @@ mod tests {
         let examples = vec![ex(&[1, 2], 3), ex(&[4], 5), ex(&[6, 7], 8), ex(&[9], 1)];
         let cands = vec![vec![3, 2, 9], vec![1, 2, 3], vec![7, 8], vec![2, 3]];
         let c = coverage(&examples, &cands).unwrap();
-        // Targets found: ex 1 (3), ex 3 (8) → 2/4. Last items found: ex 1 (2), ex 3 (7) → 2/4.
-        assert_eq!(c, CandidateCoverage { target: 0.5, last_item: 0.5, examples: 4 });
+        // Targets found: ex 1 (3), ex 3 (8) → 2/4. Last items found: ex 1 (2), ex 3 (7) → 2/4;
+        // first candidate: ex 3 only (7) → 1/4. Session items found: 1/2, 0/1, 1/2, 0/1 → 0.25.
+        assert_eq!(
+            c,
+            CandidateCoverage {
+                target: 0.5,
+                last_item: 0.5,
+                last_item_first: 0.25,
+                session_items: 0.25,
+                examples: 4
+            }
+        );
         let c = coverage(&examples[..1], &[vec![2]]).unwrap();
-        assert_eq!((c.target, c.last_item), (0.0, 1.0));
+        assert_eq!((c.target, c.last_item, c.last_item_first, c.session_items), (0.0, 1.0, 1.0, 0.5));
         assert!(coverage(&examples, &cands[..3]).is_err());
         assert_eq!(coverage(&[], &[]).unwrap().target, 0.0);
     }
