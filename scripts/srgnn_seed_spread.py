@@ -45,15 +45,18 @@ def main():
     p.add_argument("--ours", nargs="+", default=[], help="SEED=RUN_DIR of dmsrec train runs")
     p.add_argument("--official", nargs="*", default=[], help="seed_*.json files of run_seeds.py")
     p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--also-epochs", type=int, help="also summarize dmsrec over this many epochs")
     p.add_argument("--label", default="official PyTorch SR-GNN")
     p.add_argument("--out", required=True)
     a = p.parse_args()
-    ours = {}
+    ours, ours_also = {}, {}
     for pair in a.ours:
         seed, run = pair.split("=", 1)
         with open(os.path.join(run, "paper", "result.json")) as f:
             result = json.load(f)
         ours[seed] = best([e["metrics"] for e in result["epochs"]], a.epochs)
+        if a.also_epochs:
+            ours_also[seed] = best([e["metrics"] for e in result["epochs"]], a.also_epochs)
     official = {}
     for path in a.official:
         with open(path) as f:
@@ -69,6 +72,8 @@ def main():
         "paper_table2": PAPER,
         "dmsrec": {"seeds": ours, **summary(ours)},
     }
+    if ours_also:
+        report[f"dmsrec_{a.also_epochs}_epochs"] = {"seeds": ours_also, **summary(ours_also)}
     if official:
         report["official"] = {"label": a.label, "seeds": official, **summary(official)}
         report["welch_t_dmsrec_minus_official"] = welch_t(ours, official)
