@@ -356,7 +356,7 @@ fn experiment_table2_fuses_real_intents_and_reports_both_protocols() {
 
     let run = f.root.join("exp");
     let results = f.root.join("exp.json");
-    let printed = ok(&[
+    let table2 = [
         "experiment",
         "table2",
         "--data",
@@ -367,9 +367,8 @@ fn experiment_table2_fuses_real_intents_and_reports_both_protocols() {
         p(&out),
         "--epochs",
         "2",
-        "--results",
-        p(&results),
-    ]);
+    ];
+    let printed = ok(&[&table2[..], &["--results", p(&results)]].concat());
     let json = read_json(&results);
     for row in ["SR-GNN", "LLM-DMsRec(SR-GNN)", "SR-GNN (tuned)", "LLM-DMsRec(SR-GNN, tuned backbone)"] {
         for protocol in ["paper", "valid"] {
@@ -396,17 +395,6 @@ fn experiment_table2_fuses_real_intents_and_reports_both_protocols() {
     let err = fails(&["evaluate", "--checkpoint", p(&joint_dir.join("valid"))]);
     assert!(err.contains("intents"), "{err}");
     // A second call reuses every finished run.
-    let again = ok(&[
-        "experiment",
-        "table2",
-        "--data",
-        p(&f.data),
-        "--run",
-        p(&run),
-        "--intents",
-        p(&out),
-        "--epochs",
-        "2",
-    ]);
+    let again = ok(&table2);
     assert!(!again.lines().any(|l| l.starts_with("epoch ")), "finished runs were trained again:\n{again}");
 }

@@ -459,10 +459,6 @@ impl<'g> Decoder<'g> {
         }
     }
 
-    pub fn is_done(&self) -> bool {
-        self.stop.is_some()
-    }
-
     /// Picks the next token from `logits` (plus every token the grammar then forces) and returns
     /// them, to be fed to the model before the next call; `None` once the answer is complete.
     pub fn step(&mut self, logits: &[f32]) -> Result<Option<Vec<u32>>> {
@@ -547,9 +543,11 @@ impl<'g> Decoder<'g> {
     }
 }
 
-/// One answer decoded on its own: `first_logits` are the logits after the prompt;
-/// `forward(tokens)` appends tokens to the model's state and returns the logits after the last.
-pub fn decode(
+/// One answer decoded on its own (the tests drive [`Decoder`] through it): `first_logits` are
+/// the logits after the prompt; `forward(tokens)` appends tokens to the model's state and
+/// returns the logits after the last.
+#[cfg(test)]
+fn decode(
     first_logits: Vec<f32>,
     grammar: Option<&ChoiceGrammar>,
     stop_tokens: &[u32],
