@@ -1,14 +1,13 @@
 //! `dmsrec bench train`: time training steps and evaluation on a real dataset.
 
-use crate::commands::model_config;
-use crate::report::{median, peak_rss_mb};
+use crate::report::{command_line, git_revision, median, peak_rss_mb};
 use anyhow::Result;
 use candle_core::Device;
 use clap::Args;
 use dmsrec_data::{tsv, Example};
-use dmsrec_models::ParamStore;
-use dmsrec_train::trainer::recommendation_loss;
-use dmsrec_train::{evaluate_ranks, Adam, AdamConfig};
+use dmsrec_models::{BuildCtx, DataShape, ModelConfig, ModelKind, ParamStore};
+use dmsrec_train::trainer::batch_loss;
+use dmsrec_train::{evaluate_ranks, Adam, AdamConfig, Plain};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand::SeedableRng;
@@ -19,8 +18,8 @@ use std::time::Instant;
 pub struct BenchTrainArgs {
     #[arg(long)]
     data: PathBuf,
-    #[arg(long, default_value = "srgnn")]
-    model: String,
+    #[arg(long, value_enum, default_value = "srgnn")]
+    model: ModelKind,
     /// Batches to time (default: one whole epoch).
     #[arg(long)]
     batches: Option<usize>,
@@ -28,13 +27,24 @@ pub struct BenchTrainArgs {
     batch_size: usize,
     #[arg(long, default_value_t = 2024)]
     seed: u64,
+    /// Also write the figures as JSON (for scripts that set them beside the official code's).
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// `kind` with its defaults for the dataset, its global graph (if any) from the training sessions.
+fn build_plain(kind: ModelKind, ds: &dmsrec_data::Dataset, params: &ParamStore, seed: u64) -> Result<Plain> {
+    let cfg = ModelConfig::for_data(kind, &DataShape::of(ds));
+    let ctx = BuildCtx { sessions: Some(&ds.train_sequences), seed };
+    Ok(Plain(cfg.build(params, &ctx)?))
 }
 
 pub fn train(a: &BenchTrainArgs) -> Result<()> {
     let ds = tsv::read_dataset(&a.data)?;
     let params = ParamStore::new(a.seed, &Device::Cpu);
-    let model = model_config(&a.model, ds.n_items(), 100, 1)?.build(&params)?;
+    let model = build_plain(a.model, &ds, &params, a.seed)?;
     let mut opt = Adam::new(params.vars(), AdamConfig::default());
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
     let mut order: Vec<usize> = (0..ds.train.len()).collect();
     order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(a.seed));
     let batches: Vec<&[usize]> = order.chunks(a.batch_size).collect();
@@ -44,10 +54,7 @@ pub fn train(a: &BenchTrainArgs) -> Result<()> {
     let started = Instant::now();
     for idx in &batches[..n] {
         let t = Instant::now();
-        let batch: Vec<&Example> = idx.iter().map(|&i| &ds.train[i]).collect();
-        let sessions: Vec<&[u32]> = batch.iter().map(|e| e.prefix.as_slice()).collect();
-        let scores = model.scores(&model.session(&sessions, true)?)?;
-        let loss = recommendation_loss(&scores, &batch)?;
+        let (loss, _) = batch_loss(&model, &ds.train, None, idx, 0.0, &mut rng)?;
         let t_fwd = t.elapsed().as_secs_f64();
         let grads = loss.backward()?;
         let t_bwd = t.elapsed().as_secs_f64();
@@ -61,7 +68,7 @@ pub fn train(a: &BenchTrainArgs) -> Result<()> {
     let timed = started.elapsed().as_secs_f64();
     let examples: usize = batches[..n].iter().map(|b| b.len()).sum();
     let t = Instant::now();
-    evaluate_ranks(model.as_ref(), &ds.test, 500)?;
+    evaluate_ranks(&model, &ds.test, None, dmsrec_intent::candidates::DEFAULT_BATCH)?;
     let eval_s = t.elapsed().as_secs_f64();
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_default();
     println!(
@@ -86,14 +93,32 @@ pub fn train(a: &BenchTrainArgs) -> Result<()> {
     );
     println!("examples/s         {:.0}", examples as f64 / timed);
     println!("evaluate test      {:.2} s ({} examples)", eval_s, ds.test.len());
-    println!("peak RSS           {:.0} MB", peak_rss_mb().unwrap_or(f64::NAN));
+    let rss = peak_rss_mb().unwrap_or(f64::NAN);
+    println!("peak RSS           {rss:.0} MB");
+    if let Some(path) = &a.json {
+        let value = serde_json::json!({
+            "model": a.model,
+            "dataset": ds.name,
+            "batches": n,
+            "epoch_batches": n_epoch,
+            "epoch_s": timed * n_epoch as f64 / n as f64,
+            "median_step_ms": 1e3 * median(&step_s),
+            "examples_per_s": examples as f64 / timed,
+            "eval_s": eval_s,
+            "peak_rss_mb": rss,
+            "threads": threads,
+            "command": command_line(),
+            "git": git_revision(),
+        });
+        dmsrec_train::run_files::write_json_atomic(path, &value)?;
+    }
     Ok(())
 }
 
 #[derive(Args)]
 pub struct BenchStepArgs {
-    #[arg(long, default_value = "srgnn")]
-    model: String,
+    #[arg(long, value_enum, default_value = "srgnn")]
+    model: ModelKind,
     #[arg(long, default_value_t = 3416)]
     items: usize,
     #[arg(long, default_value_t = 100)]
@@ -130,15 +155,21 @@ pub fn step(a: &BenchStepArgs) -> Result<()> {
         })
         .collect();
     let params = ParamStore::new(0, &Device::Cpu);
-    let model = model_config(&a.model, a.items, 100, 1)?.build(&params)?;
+    let ds = dmsrec_data::Dataset {
+        name: "synthetic".into(),
+        catalog: dmsrec_data::Catalog::untitled(a.items),
+        train_sequences: batch.iter().map(|e| e.prefix.clone()).collect(),
+        train: batch,
+        test: Vec::new(),
+    };
+    let model = build_plain(a.model, &ds, &params, 0)?;
     let mut opt = Adam::new(params.vars(), AdamConfig::default());
-    let refs: Vec<&Example> = batch.iter().collect();
-    let sessions: Vec<&[u32]> = batch.iter().map(|e| e.prefix.as_slice()).collect();
+    let rows: Vec<usize> = (0..ds.train.len()).collect();
+    let mut drop_rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let mut step_s = Vec::new();
     for i in 0..a.warmup + a.steps {
         let t = Instant::now();
-        let scores = model.scores(&model.session(&sessions, true)?)?;
-        let loss = recommendation_loss(&scores, &refs)?;
+        let (loss, _) = batch_loss(&model, &ds.train, None, &rows, 0.0, &mut drop_rng)?;
         opt.step(&loss.backward()?)?;
         if i >= a.warmup {
             step_s.push(t.elapsed().as_secs_f64());
@@ -177,9 +208,10 @@ pub struct BenchJointArgs {
 /// alternating batch by batch so both see the same machine load. Every example gets seeded
 /// random intent vectors: the cost of a step does not depend on their values.
 pub fn joint(a: &BenchJointArgs) -> Result<()> {
-    use dmsrec_train::joint::{IntentFeatures, IntentFusion, IntentRow, IntentUse, JointConfig};
-    use dmsrec_train::trainer::batch_loss;
-    use dmsrec_train::{Plain, Recommender};
+    use dmsrec_train::fusion::{
+        FusionConfig, IntentFeatures, IntentFusion, IntentRow, IntentUse, SplitIntents,
+    };
+    use dmsrec_train::Recommender;
     let ds = tsv::read_dataset(&a.data)?;
     let n = ds.train.len();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
@@ -191,14 +223,13 @@ pub fn joint(a: &BenchJointArgs) -> Result<()> {
         });
         IntentFeatures::new(n, a.intent_dim, IntentUse::Both, rows, &Device::Cpu)
     };
-    let cfg = model_config("srgnn", ds.n_items(), 100, 1)?;
     let plain_params = ParamStore::new(a.seed, &Device::Cpu);
-    let plain_model = cfg.build(&plain_params)?;
+    let plain = build_plain(ModelKind::Srgnn, &ds, &plain_params, a.seed)?;
     let joint_params = ParamStore::new(a.seed, &Device::Cpu);
-    let joint_model = cfg.build(&joint_params)?;
-    let joint_cfg = JointConfig { intent_dim: a.intent_dim, ..Default::default() };
-    let fusion = IntentFusion::new(joint_model.as_ref(), joint_cfg, &joint_params, features()?, features()?)?;
-    let plain = Plain(plain_model.as_ref());
+    let joint_model = build_plain(ModelKind::Srgnn, &ds, &joint_params, a.seed)?.0;
+    let joint_cfg = FusionConfig { intent_dim: a.intent_dim, ..Default::default() };
+    let fusion = IntentFusion::new(joint_model, joint_cfg, &joint_params)?;
+    let intents = SplitIntents { train: features()?, test: features()? };
     let mut plain_opt = Adam::new(plain_params.vars(), AdamConfig::default());
     let mut joint_opt = Adam::new(joint_params.vars(), AdamConfig::default());
     let mut order: Vec<usize> = (0..n).collect();
@@ -206,17 +237,20 @@ pub fn joint(a: &BenchJointArgs) -> Result<()> {
     let batches: Vec<&[usize]> = order.chunks(a.batch_size).collect();
     let count = a.batches.unwrap_or(batches.len()).min(batches.len());
     // The trainer's own batch loss (no session dropout), then one Adam step.
-    let step =
-        |model: &dyn Recommender, opt: &mut Adam, rows: &[usize], rng: &mut rand_chacha::ChaCha8Rng| {
-            let t = Instant::now();
-            let (loss, _) = batch_loss(model, &ds.train, rows, 0.0, rng)?;
-            opt.step(&loss.backward()?)?;
-            anyhow::Ok(t.elapsed().as_secs_f64())
-        };
+    let step = |model: &dyn Recommender,
+                intents: Option<&IntentFeatures>,
+                opt: &mut Adam,
+                rows: &[usize],
+                rng: &mut rand_chacha::ChaCha8Rng| {
+        let t = Instant::now();
+        let (loss, _) = batch_loss(model, &ds.train, intents, rows, 0.0, rng)?;
+        opt.step(&loss.backward()?)?;
+        anyhow::Ok(t.elapsed().as_secs_f64())
+    };
     let (mut plain_s, mut joint_s) = (Vec::new(), Vec::new());
     for rows in &batches[..count] {
-        plain_s.push(step(&plain, &mut plain_opt, rows, &mut rng)?);
-        joint_s.push(step(&fusion, &mut joint_opt, rows, &mut rng)?);
+        plain_s.push(step(&plain, None, &mut plain_opt, rows, &mut rng)?);
+        joint_s.push(step(&fusion, Some(&intents.train), &mut joint_opt, rows, &mut rng)?);
     }
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_default();
     let epoch = |s: &[f64]| s.iter().sum::<f64>() * batches.len() as f64 / count as f64;

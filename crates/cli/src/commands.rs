@@ -8,11 +8,17 @@ use clap::ValueEnum;
 use dmsrec_data::{stats::stats as dataset_stats, tsv, Dataset};
 use dmsrec_intent::candidates::top_k_of_row;
 use dmsrec_intent::embed::IntentEmbeddings;
-use dmsrec_models::{Backbone, ModelConfig, ParamStore, SrGnnConfig};
+use dmsrec_models::{parse_device, BuildCtx, DataShape, ModelConfig, ModelKind, ParamStore};
 use dmsrec_train::checkpoint::{self, CheckpointConfig};
-use dmsrec_train::joint::{IntentFeatures, IntentFusion, IntentRow, IntentUse, JointConfig};
-use dmsrec_train::trainer::protocol_dir;
-use dmsrec_train::{evaluate_ranks, Metrics, Protocol, RunResult, Schedule, TrainConfig, Trainer};
+use dmsrec_train::fusion::{
+    FusionConfig, FusionRecipe, IntentFeatures, IntentFusion, IntentRow, IntentUse, Plain, Recommender,
+    SplitIntents,
+};
+use dmsrec_train::run_files;
+use dmsrec_train::trainer::{batch_scores, protocol_dir, validation_indices};
+use dmsrec_train::{
+    evaluate_ranks, Metrics, Protocol, RunResult, Schedule, TrainConfig, TrainEvent, Trainer,
+};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -116,16 +122,31 @@ pub fn download(source: DownloadSource, dir: &Path, base_url: Option<String>) ->
     Ok(())
 }
 
-pub fn model_config(name: &str, n_items: usize, dim: usize, step: usize) -> Result<ModelConfig> {
-    match name {
-        "srgnn" => Ok(ModelConfig::Srgnn(SrGnnConfig { n_items, dim, step, nonhybrid: false })),
-        other => bail!("unknown model {other:?} (available: srgnn)"),
+/// The model config of `train`: the model's defaults for the data, then `--model-config FILE`,
+/// then `--dim`/`--step`.
+pub fn model_config(a: &TrainArgs, ds: &Dataset) -> Result<ModelConfig> {
+    let mut overrides = serde_json::Map::new();
+    if let Some(path) = &a.model_config {
+        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let serde_json::Value::Object(map) = value else {
+            bail!("{}: a model config is a JSON object of settings", path.display())
+        };
+        overrides = map;
     }
+    if let Some(dim) = a.dim {
+        overrides.insert("dim".into(), json!(dim));
+    }
+    if let Some(step) = a.step {
+        overrides.insert("step".into(), json!(step));
+    }
+    ModelConfig::with_overrides(a.model, &DataShape::of(ds), &overrides).map_err(anyhow::Error::msg)
 }
 
 pub fn train_config(a: &TrainArgs) -> TrainConfig {
     let schedule = match a.schedule {
-        ScheduleArg::Step => Schedule::paper(),
+        ScheduleArg::Step => Schedule::official_for(a.model),
         ScheduleArg::Constant => Schedule::Constant,
         ScheduleArg::Cosine => Schedule::Cosine { epochs: a.epochs, min_ratio: 0.01 },
     };
@@ -144,18 +165,17 @@ pub fn train_config(a: &TrainArgs) -> TrainConfig {
 }
 
 /// LLM intents to fuse into a backbone: the fusion config and each split's features.
-pub struct JointSetup {
-    pub cfg: JointConfig,
+pub struct FusionSetup {
+    pub cfg: FusionConfig,
     /// The intent stage's output folder the features came from.
     pub source: PathBuf,
-    pub train: IntentFeatures,
-    pub test: IntentFeatures,
+    pub intents: SplitIntents,
 }
 
-impl JointSetup {
+impl FusionSetup {
     /// What checkpoints and results files record of it.
-    pub fn record(&self) -> checkpoint::JointRecord {
-        checkpoint::JointRecord { config: self.cfg.clone(), intents: self.source.clone() }
+    pub fn record(&self) -> checkpoint::FusionRecord {
+        checkpoint::FusionRecord { config: self.cfg.clone(), intents: self.source.clone() }
     }
 }
 
@@ -199,32 +219,58 @@ pub fn load_intent_features(
     Ok((features, emb.dim))
 }
 
-/// The joint setup of `train --intents DIR` (None without intents or with `--intent-use none`).
-pub fn joint_setup(a: &JointArgs, ds: &Dataset) -> Result<Option<JointSetup>> {
+/// Both splits' intent features from the intent stage's folder `dir`, and their width.
+pub fn load_split_intents(dir: &Path, ds: &Dataset, usage: IntentUse) -> Result<(SplitIntents, usize)> {
+    let (train, dim) = load_intent_features(dir, "train", ds.train.len(), usage)?;
+    let (test, test_dim) = load_intent_features(dir, "test", ds.test.len(), usage)?;
+    ensure!(dim == test_dim, "{}: train intents are {dim} wide, test intents {test_dim}", dir.display());
+    Ok((SplitIntents { train, test }, dim))
+}
+
+/// The fusion setup of `train --intents DIR` (None without intents or with `--intent-use none`).
+pub fn fusion_setup(a: &JointArgs, kind: ModelKind, ds: &Dataset) -> Result<Option<FusionSetup>> {
     let Some(dir) = &a.intents else { return Ok(None) };
     if a.intent_use == IntentUse::None {
         return Ok(None);
     }
-    let (train, dim) = load_intent_features(dir, "train", ds.train.len(), a.intent_use)?;
-    let (test, test_dim) = load_intent_features(dir, "test", ds.test.len(), a.intent_use)?;
-    ensure!(dim == test_dim, "{}: train intents are {dim} wide, test intents {test_dim}", dir.display());
-    let cfg = JointConfig {
-        intents: a.intent_use,
-        align: a.align,
-        alpha: a.alpha,
-        beta: a.beta,
-        sigma: a.sigma,
-        intent_dropout: a.intent_dropout,
-        intent_dim: dim,
+    let (intents, dim) = load_split_intents(dir, ds, a.intent_use)?;
+    let cfg = match a.fusion {
+        FusionRecipe::Paper => FusionConfig {
+            intents: a.intent_use,
+            align: a.align,
+            alpha: a.alpha,
+            beta: a.beta,
+            sigma: a.sigma,
+            intent_dropout: a.intent_dropout,
+            intent_dim: dim,
+            recipe: FusionRecipe::Paper,
+        },
+        FusionRecipe::Authors => FusionConfig::authors(kind, a.intent_use, dim),
     };
-    let (te, tl) = train.coverage();
+    let (te, tl) = intents.train.coverage();
     println!(
         "intents from {}: {:.1}% of training examples with explicit, {:.1}% with latent",
         dir.display(),
         100.0 * te,
         100.0 * tl
     );
-    Ok(Some(JointSetup { cfg, source: dir.clone(), train, test }))
+    Ok(Some(FusionSetup { cfg, source: dir.clone(), intents }))
+}
+
+/// The sessions GCE-GNN's global graph is built from: the dataset's full training sessions
+/// under the paper protocol (as the official code), the fitted examples' sessions (prefix +
+/// target) under the valid protocol so that no held-out target enters the graph — and those too
+/// when the dataset has no session list (e.g. a cross-fitting fold).
+pub fn graph_sessions(ds: &Dataset, cfg: &TrainConfig, protocol: Protocol) -> Vec<Vec<u32>> {
+    let full = |e: &dmsrec_data::Example| e.prefix.iter().copied().chain([e.target]).collect::<Vec<u32>>();
+    match protocol {
+        Protocol::Paper if !ds.train_sequences.is_empty() => ds.train_sequences.clone(),
+        Protocol::Paper => ds.train.iter().map(full).collect(),
+        Protocol::Valid => {
+            let (fit, _) = validation_indices(ds.train.len(), cfg.valid_fraction, cfg.seed);
+            fit.into_iter().map(|i| full(&ds.train[i])).collect()
+        }
+    }
 }
 
 /// Trains a fresh model, plain or with intents, under one protocol in `run_dir`, printing one
@@ -236,16 +282,17 @@ pub fn train_one(
     cfg: &TrainConfig,
     protocol: Protocol,
     run_dir: &Path,
-    joint: Option<&JointSetup>,
+    fusion: Option<&FusionSetup>,
+    device: &Device,
 ) -> Result<RunResult> {
-    let params = ParamStore::new(cfg.seed, &Device::Cpu);
-    let model = model_cfg.build(&params)?;
+    let params = ParamStore::new(cfg.seed, device);
+    let sessions = graph_sessions(ds, cfg, protocol);
+    let backbone = model_cfg.build(&params, &BuildCtx { sessions: Some(&sessions), seed: cfg.seed })?;
+    let kind = backbone.kind();
     std::fs::create_dir_all(run_dir)?;
-    let fusion = match joint {
-        Some(j) => {
-            Some(IntentFusion::new(model.as_ref(), j.cfg.clone(), &params, j.train.clone(), j.test.clone())?)
-        }
-        None => None,
+    let model: Box<dyn Recommender> = match fusion {
+        Some(f) => Box::new(IntentFusion::new(backbone, f.cfg.clone(), &params)?),
+        None => Box::new(Plain(backbone)),
     };
     let ck = CheckpointConfig {
         model: model_cfg.clone(),
@@ -253,23 +300,22 @@ pub fn train_one(
         dataset: ds.name.clone(),
         train: cfg.clone(),
         protocol,
-        joint: joint.map(JointSetup::record),
+        joint: fusion.map(FusionSetup::record),
     };
-    checkpoint::write_json_atomic(&run_dir.join(checkpoint::CONFIG), &ck)?;
+    run_files::write_json_atomic(&run_dir.join(run_files::CONFIG), &ck)?;
     let what = match protocol {
         Protocol::Paper => "test",
         Protocol::Valid => "valid",
     };
-    let with = match joint {
-        Some(j) => format!(
-            " + intents ({:?}, align {}, σ {}, α {}, β {})",
-            j.cfg.intents, j.cfg.align, j.cfg.sigma, j.cfg.alpha, j.cfg.beta
+    let with = match fusion {
+        Some(f) => format!(
+            " + intents ({}, {:?} fusion, align {}, σ {}, α {}, β {})",
+            f.cfg.intents, f.cfg.recipe, f.cfg.align, f.cfg.sigma, f.cfg.alpha, f.cfg.beta
         ),
         None => String::new(),
     };
     println!(
-        "{}{with} on {} ({} train / {} test examples, {} items, {} parameters), protocol {:?}, seed {}",
-        model.name(),
+        "{kind}{with} on {} ({} train / {} test examples, {} items, {} parameters), protocol {:?}, seed {}",
         ds.name,
         ds.train.len(),
         ds.test.len(),
@@ -278,18 +324,25 @@ pub fn train_one(
         protocol,
         cfg.seed
     );
-    let plain = dmsrec_train::Plain(model.as_ref());
-    let recommender: &dyn dmsrec_train::Recommender = match &fusion {
-        Some(f) => f,
-        None => &plain,
-    };
+    let bar = std::cell::RefCell::new(None::<indicatif::ProgressBar>);
     let trainer = Trainer {
-        model: recommender,
+        model: model.as_ref(),
         params: &params,
+        intents: fusion.map(|f| &f.intents),
         cfg: cfg.clone(),
         run_dir: run_dir.to_path_buf(),
-        on_epoch: Some(Box::new(move |e| {
-            println!(
+        on_event: Some(Box::new(move |event| match event {
+            TrainEvent::Batch { epoch, done, total } => {
+                let mut bar = bar.borrow_mut();
+                let b = bar
+                    .get_or_insert_with(|| crate::progress::batches(total as u64, &format!("epoch {epoch}")));
+                b.set_position(done as u64);
+                if done == total {
+                    b.finish_and_clear();
+                    *bar = None;
+                }
+            }
+            TrainEvent::Epoch(e) => println!(
                 "epoch {:>2}  lr {:.0e}  loss {:.4}  train {:.1}s  eval {:.1}s  {what}: {}",
                 e.epoch,
                 e.lr,
@@ -297,11 +350,11 @@ pub fn train_one(
                 e.train_s,
                 e.eval_s,
                 e.metrics.paper_line()
-            )
+            ),
         })),
     };
     let result = trainer.run(protocol, &ds.train, &ds.test)?;
-    checkpoint::write_json_atomic(&run_dir.join("result.json"), &result)?;
+    run_files::write_json_atomic(&run_dir.join("result.json"), &result)?;
     println!(
         "{:?} protocol, test ({}): {}",
         protocol,
@@ -316,20 +369,22 @@ pub fn train_one(
 
 pub fn train(a: &TrainArgs) -> Result<Vec<RunResult>> {
     let ds = tsv::read_dataset(&a.data)?;
-    let model_cfg = model_config(&a.model, ds.n_items(), a.dim, a.step)?;
+    let model_cfg = model_config(a, &ds)?;
     let cfg = train_config(a);
+    let device = parse_device(&a.device)?;
     let protocols: Vec<Protocol> = match a.protocol {
         ProtocolArg::Paper => vec![Protocol::Paper],
         ProtocolArg::Valid => vec![Protocol::Valid],
         ProtocolArg::Both => vec![Protocol::Paper, Protocol::Valid],
     };
-    let joint = joint_setup(&a.joint, &ds)?;
+    let joint = fusion_setup(&a.joint, a.model, &ds)?;
     let mut results = Vec::new();
     for p in protocols {
-        results.push(train_one(&ds, &a.data, &model_cfg, &cfg, p, &protocol_dir(&a.out, p), joint.as_ref())?);
+        let dir = protocol_dir(&a.out, p);
+        results.push(train_one(&ds, &a.data, &model_cfg, &cfg, p, &dir, joint.as_ref(), &device)?);
     }
     if let Some(path) = &a.results {
-        write_results(path, a, &ds, &results, joint.as_ref())?;
+        write_results(path, a, &model_cfg, &ds, &results, joint.as_ref())?;
     }
     Ok(results)
 }
@@ -337,9 +392,10 @@ pub fn train(a: &TrainArgs) -> Result<Vec<RunResult>> {
 fn write_results(
     path: &Path,
     a: &TrainArgs,
+    model_cfg: &ModelConfig,
     ds: &Dataset,
     results: &[RunResult],
-    joint: Option<&JointSetup>,
+    joint: Option<&FusionSetup>,
 ) -> Result<()> {
     let mut metrics = serde_json::Map::new();
     let mut epoch_s = Vec::new();
@@ -349,9 +405,10 @@ fn write_results(
     }
     let value = json!({
         "model": a.model,
+        "model_config": model_cfg,
         "dataset": ds.name,
         "variant": if joint.is_some() { "intents" } else { "plain" },
-        "joint": joint.map(JointSetup::record),
+        "joint": joint.map(FusionSetup::record),
         "metrics": metrics,
         "chosen_epoch": results.iter().map(|r| (r.protocol.name(), r.chosen_epoch)).collect::<std::collections::BTreeMap<_, _>>(),
         "schedule": train_config(a).schedule,
@@ -367,7 +424,7 @@ fn write_results(
         "peak_rss_mb": peak_rss_mb(),
         "threads": std::env::var("RAYON_NUM_THREADS").ok(),
     });
-    checkpoint::write_json_atomic(path, &value)?;
+    run_files::write_json_atomic(path, &value)?;
     println!("wrote {}", path.display());
     Ok(())
 }
@@ -387,12 +444,27 @@ fn dataset_of(cfg: &CheckpointConfig, data: Option<&Path>) -> Result<(PathBuf, D
     Ok((dir, ds))
 }
 
+/// The test intents a backbone + intents checkpoint was trained with (None for a plain one).
+pub fn checkpoint_test_intents(cfg: &CheckpointConfig, ds: &Dataset) -> Result<Option<IntentFeatures>> {
+    let Some(record) = &cfg.joint else { return Ok(None) };
+    let (features, _) = load_intent_features(&record.intents, "test", ds.test.len(), record.config.intents)
+        .with_context(|| format!("the checkpoint's intents {}", record.intents.display()))?;
+    Ok(Some(features))
+}
+
 pub fn evaluate(ckpt: &Path, data: Option<&Path>) -> Result<()> {
-    let (cfg, _params, model) = checkpoint::load_checkpoint(ckpt, &Device::Cpu)?;
-    let (dir, ds) = dataset_of(&cfg, data)?;
-    let ranks = evaluate_ranks(model.as_ref(), &ds.test, cfg.train.eval_batch_size)?;
+    let loaded = checkpoint::load_checkpoint(ckpt, &Device::Cpu)?;
+    let (dir, ds) = dataset_of(&loaded.config, data)?;
+    let intents = checkpoint_test_intents(&loaded.config, &ds)?;
+    let ranks = evaluate_ranks(
+        loaded.model.as_ref(),
+        &ds.test,
+        intents.as_ref(),
+        loaded.config.train.eval_batch_size,
+    )?;
     let m = Metrics::from_ranks(&ranks);
-    println!("{} on {} ({} test examples)", model.name(), dir.display(), ds.test.len());
+    let with = if intents.is_some() { " + intents" } else { "" };
+    println!("{}{with} on {} ({} test examples)", loaded.config.model.kind(), dir.display(), ds.test.len());
     println!("{}", m.paper_line());
     println!(
         "NDCG@5 {:.4}  NDCG@10 {:.4}  NDCG@20 {:.4}",
@@ -419,23 +491,27 @@ pub fn parse_session(text: &str, n_items: usize) -> Result<Vec<u32>> {
     Ok(ids)
 }
 
-/// The k best items for a session: `(item id, score)`, best first (ties to the smaller id).
-pub fn top_k(model: &dyn Backbone, session: &[u32], k: usize) -> Result<Vec<(u32, f32)>> {
-    let scores = model.scores(&model.session(&[session], false)?)?;
+/// The k best items for a session: `(item id, score)`, best first (ties to the smaller id). A
+/// model with intents gets none (as a training example without intents).
+pub fn top_k(model: &dyn Recommender, session: &[u32], k: usize) -> Result<Vec<(u32, f32)>> {
+    let scores = batch_scores(model, &[session], None, &[0])?;
     let row: Vec<f32> = scores.squeeze(0)?.to_vec1()?;
     Ok(top_k_of_row(&row, k).into_iter().map(|id| (id, row[id as usize - 1])).collect())
 }
 
 pub fn recommend(ckpt: &Path, session: &str, k: usize, data: Option<&Path>) -> Result<()> {
-    let (cfg, _params, model) = checkpoint::load_checkpoint(ckpt, &Device::Cpu)?;
-    let (_, ds) = dataset_of(&cfg, data)?;
+    let loaded = checkpoint::load_checkpoint(ckpt, &Device::Cpu)?;
+    let (_, ds) = dataset_of(&loaded.config, data)?;
     let ids = parse_session(session, ds.n_items())?;
+    if loaded.config.joint.is_some() {
+        println!("(a backbone + intents model: this session is scored without intents)");
+    }
     println!("session:");
     for id in &ids {
         println!("  {id:>6}  {}", ds.catalog.title(*id));
     }
     println!("top {k}:");
-    for (rank, (id, score)) in top_k(model.as_ref(), &ids, k)?.into_iter().enumerate() {
+    for (rank, (id, score)) in top_k(loaded.model.as_ref(), &ids, k)?.into_iter().enumerate() {
         println!("  {:>2}. {id:>6}  {score:>8.4}  {}", rank + 1, ds.catalog.title(id));
     }
     Ok(())

@@ -12,14 +12,15 @@
 //! Each variant is trained under both protocols (`paper`: best epoch on test, as the paper
 //! reports; `valid`: epoch chosen on a held-out 10% of the training examples).
 
-use crate::commands::{self, load_intent_features, JointSetup};
+use crate::commands::{self, load_intent_features, FusionSetup};
 use crate::report::{command_line, git_revision};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, ValueEnum};
 use dmsrec_data::{tsv, Dataset};
+use dmsrec_models::{DataShape, ModelConfig, ModelKind};
 use dmsrec_train::align::Align;
-use dmsrec_train::checkpoint::{read_ranks, write_json_atomic};
-use dmsrec_train::joint::{IntentFeatures, IntentUse, JointConfig};
+use dmsrec_train::fusion::{FusionConfig, FusionRecipe, IntentFeatures, IntentUse, SplitIntents};
+use dmsrec_train::run_files::{read_ranks, write_json_atomic};
 use dmsrec_train::significance::{paired_t_test, reciprocal_ranks};
 
 use dmsrec_train::trainer::protocol_dir;
@@ -56,6 +57,9 @@ pub struct ExperimentArgs {
     /// Dataset folder (e.g. from `dmsrec data sample`).
     #[arg(long)]
     pub data: PathBuf,
+    /// The backbone of every row (with its official defaults for the data).
+    #[arg(long, value_enum, default_value = "srgnn")]
+    pub model: ModelKind,
     /// Run folder: stages and training runs live here; finished ones are reused.
     #[arg(long)]
     pub run: PathBuf,
@@ -183,7 +187,7 @@ impl<'a> Runner<'a> {
         cfg
     }
 
-    fn setup(&mut self, j: &JointChoice) -> Result<JointSetup> {
+    fn setup(&mut self, j: &JointChoice) -> Result<FusionSetup> {
         let dir = match (&self.crossfit_intents, j.crossfit) {
             (Some(d), true) => d.clone(),
             (None, true) => anyhow::bail!("the crossfit row needs --crossfit-intents"),
@@ -197,7 +201,7 @@ impl<'a> Runner<'a> {
             self.features.insert(cache_key, (train, test, dim));
         }
         let (train, test, dim) = &self.features[&cache_key];
-        let cfg = JointConfig {
+        let cfg = FusionConfig {
             intents: j.intents,
             align: j.align,
             alpha: j.alpha,
@@ -205,8 +209,10 @@ impl<'a> Runner<'a> {
             sigma: j.sigma,
             intent_dropout: self.a.intent_dropout,
             intent_dim: *dim,
+            recipe: FusionRecipe::Paper,
         };
-        Ok(JointSetup { cfg, source: dir, train: train.clone(), test: test.clone() })
+        let intents = SplitIntents { train: train.clone(), test: test.clone() };
+        Ok(FusionSetup { cfg, source: dir, intents })
     }
 
     /// Trains (or reuses) a variant under both protocols with every seed.
@@ -217,7 +223,12 @@ impl<'a> Runner<'a> {
     /// Trains (or reuses) a variant under both protocols with the first `seeds` seeds.
     fn run_seeds(&mut self, v: &Variant, seeds: u64) -> Result<()> {
         let seeds = seeds.max(1);
-        let model_cfg = commands::model_config("srgnn", self.ds.n_items(), 100, 1)?;
+        let model_cfg = ModelConfig::for_data(self.a.model, &DataShape::of(&self.ds));
+        // SR-GNN's runs keep the folder names they always had.
+        let variants = match self.a.model {
+            ModelKind::Srgnn => "variants".to_string(),
+            other => format!("variants-{other}"),
+        };
         let setup = match &v.joint {
             Some(j) => Some(self.setup(j)?),
             None => None,
@@ -231,9 +242,17 @@ impl<'a> Runner<'a> {
             for seed in self.a.seed..self.a.seed + seeds {
                 let cfg = TrainConfig { seed, ..self.train_config(v.recipe) };
                 let name = if seed == self.a.seed { v.key.clone() } else { format!("{}-seed{seed}", v.key) };
-                let dir = protocol_dir(&self.a.run.join("variants").join(name), p);
-                let r =
-                    commands::train_one(&self.ds, &self.a.data, &model_cfg, &cfg, p, &dir, setup.as_ref())?;
+                let dir = protocol_dir(&self.a.run.join(&variants).join(name), p);
+                let r = commands::train_one(
+                    &self.ds,
+                    &self.a.data,
+                    &model_cfg,
+                    &cfg,
+                    p,
+                    &dir,
+                    setup.as_ref(),
+                    &candle_core::Device::Cpu,
+                )?;
                 ranks.push(read_ranks(&dir.join("test_ranks.txt"))?);
                 epoch_s.extend(r.epochs.iter().map(|e| e.train_s));
                 chosen.push(r.chosen_epoch);
@@ -405,10 +424,12 @@ pub fn run(a: &ExperimentArgs) -> Result<()> {
             let (plain, joint) = (r.plain(recipe), r.joint(recipe, |_| {}));
             r.run(&plain)?;
             r.run(&joint)?;
+            let label = a.model.label();
             let (pname, jname) = match recipe {
-                Recipe::Paper => ("SR-GNN", "LLM-DMsRec(SR-GNN)"),
-                Recipe::Tuned => ("SR-GNN (tuned)", "LLM-DMsRec(SR-GNN, tuned backbone)"),
+                Recipe::Paper => (label.to_string(), format!("LLM-DMsRec({label})")),
+                Recipe::Tuned => (format!("{label} (tuned)"), format!("LLM-DMsRec({label}, tuned backbone)")),
             };
+            let (pname, jname) = (pname.as_str(), jname.as_str());
             rows.insert(pname.into(), both_protocols(&r, &plain));
             rows.insert(jname.into(), both_protocols(&r, &joint));
             for p in PROTOCOLS {
@@ -439,8 +460,9 @@ pub fn run(a: &ExperimentArgs) -> Result<()> {
         json_extra.insert("epoch_s".into(), json!({"backbone": pe, "joint": je, "ratio": je / pe}));
     }
     if want(ExperimentKind::Ablation) {
+        let full_label = format!("LLM-DMsRec({})", a.model.label());
         let mut variants: Vec<(&str, Variant)> = vec![
-            ("LLM-DMsRec(SR-GNN)", full.clone()),
+            (full_label.as_str(), full.clone()),
             ("w/o Semantic", base.clone()),
             ("w/o KL", r.joint(a.recipe, |j| j.align = Align::None)),
             ("w/o Latent-Intent", r.joint(a.recipe, |j| j.intents = IntentUse::Explicit)),

@@ -5,8 +5,11 @@ use candle_core::Device;
 use clap::{Args, ValueEnum};
 use dmsrec_data::Dataset;
 use dmsrec_data::{tsv, Example};
-use dmsrec_intent::candidates::{coverage, read_candidates, top_k_candidates, write_candidates};
+use dmsrec_intent::candidates::{
+    coverage, read_candidates, top_k_candidates, write_candidates, BatchScorer, DEFAULT_BATCH,
+};
 use dmsrec_train::checkpoint::CheckpointConfig;
+use dmsrec_train::fusion::IntentFeatures;
 use dmsrec_train::Protocol;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -46,18 +49,34 @@ pub struct CandidatesArgs {
 }
 
 pub fn candidates(a: &CandidatesArgs) -> Result<()> {
-    let (cfg, _params, model) = dmsrec_train::checkpoint::load_checkpoint(&a.checkpoint, &Device::Cpu)?;
+    let loaded = dmsrec_train::checkpoint::load_checkpoint(&a.checkpoint, &Device::Cpu)?;
+    let cfg = &loaded.config;
     let dir = a.data.clone().unwrap_or_else(|| cfg.data.clone());
     let ds = tsv::read_dataset(&dir).with_context(|| format!("reading {}", dir.display()))?;
+    // A backbone + intents checkpoint ranks each example with its own intents.
+    let intents = match &cfg.joint {
+        Some(record) => {
+            let (split, _) =
+                crate::commands::load_split_intents(&record.intents, &ds, record.config.intents)?;
+            Some(split)
+        }
+        None => None,
+    };
     let splits: Vec<(&str, &[Example])> = match a.split {
         SplitArg::Train => vec![("train", &ds.train)],
         SplitArg::Test => vec![("test", &ds.test)],
         SplitArg::Both => vec![("train", &ds.train), ("test", &ds.test)],
     };
     for (name, examples) in splits {
+        let split_intents = intents.as_ref().map(|i| if name == "train" { &i.train } else { &i.test });
         let cands = match (name, a.crossfit) {
-            ("train", Some(folds)) => crossfit_candidates(&cfg, &dir, &ds, folds, a.k, &a.out)?,
-            _ => top_k_candidates(model.as_ref(), examples, a.k, 500)?,
+            ("train", Some(folds)) => crossfit_candidates(cfg, &dir, &ds, folds, a.k, &a.out)?,
+            _ => top_k_candidates(
+                &mut scorer(loaded.model.as_ref(), split_intents),
+                examples,
+                a.k,
+                DEFAULT_BATCH,
+            )?,
         };
         let path = a.out.join(format!("{name}_candidates.tsv"));
         write_candidates(&path, &cands)?;
@@ -95,6 +114,18 @@ pub fn candidates(a: &CandidatesArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Evaluation scores of a checkpoint's model for batches of one split's examples.
+fn scorer<'a>(
+    model: &'a dyn dmsrec_train::Recommender,
+    intents: Option<&'a IntentFeatures>,
+) -> Box<BatchScorer<'a>> {
+    Box::new(move |sessions, rows| {
+        let rows: Vec<usize> = rows.collect();
+        dmsrec_train::trainer::batch_scores(model, sessions, intents, &rows)
+            .map_err(|e| candle_core::Error::Msg(format!("{e:#}")))
+    })
 }
 
 /// Training candidates where no example's candidates come from a model that saw it: fold `f`'s
@@ -141,9 +172,11 @@ fn crossfit_candidates(
             Protocol::Valid,
             &run_dir,
             None,
+            &Device::Cpu,
         )?;
-        let (_, _, model) = dmsrec_train::checkpoint::load_checkpoint(&run_dir, &Device::Cpu)?;
-        let fold_cands = top_k_candidates(model.as_ref(), &fold_ds.test, k, 500)?;
+        let fold = dmsrec_train::checkpoint::load_checkpoint(&run_dir, &Device::Cpu)?;
+        let fold_cands =
+            top_k_candidates(&mut scorer(fold.model.as_ref(), None), &fold_ds.test, k, DEFAULT_BATCH)?;
         for (i, c) in held.into_iter().zip(fold_cands) {
             cands[i] = c;
         }

@@ -7,6 +7,7 @@ mod experiment;
 mod intent_stage;
 mod intents;
 mod plots;
+mod progress;
 mod report;
 
 use anyhow::Result;
@@ -151,7 +152,8 @@ pub enum ProtocolArg {
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ScheduleArg {
-    /// StepLR ×0.1 every 3 epochs with the official code's one-epoch shift.
+    /// StepLR ×0.1 every 3 epochs, stepped as the model's official code does (SR-GNN and TAGNN
+    /// before each epoch, so the rate drops after 2 epochs; GCE-GNN after each epoch).
     Step,
     Constant,
     Cosine,
@@ -162,8 +164,15 @@ pub struct TrainArgs {
     /// Dataset folder (see `dmsrec data import`).
     #[arg(long)]
     pub data: PathBuf,
-    #[arg(long, default_value = "srgnn")]
-    pub model: String,
+    #[arg(long, value_enum, default_value = "srgnn")]
+    pub model: dmsrec_models::ModelKind,
+    /// The model's hyper-parameters as a JSON object (fields of its config, e.g.
+    /// `{"dim": 100, "dropout_global": 0.5}`); flags such as --dim override it.
+    #[arg(long)]
+    pub model_config: Option<PathBuf>,
+    /// cpu, cuda or cuda:N (needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// Output folder; one run folder per protocol inside it. Re-running resumes.
     #[arg(long)]
     pub out: PathBuf,
@@ -185,14 +194,15 @@ pub struct TrainArgs {
     /// Early-stopping patience in epochs (valid protocol).
     #[arg(long, default_value_t = 3)]
     pub patience: usize,
-    #[arg(long, default_value_t = 100)]
-    pub dim: usize,
+    /// Embedding size d (default: the model's, 100 for every backbone of the paper).
+    #[arg(long)]
+    pub dim: Option<usize>,
     /// Dropout on the session representation while training (0: the paper's recipe).
     #[arg(long, default_value_t = 0.0)]
     pub session_dropout: f64,
-    /// GNN propagation steps.
-    #[arg(long, default_value_t = 1)]
-    pub step: usize,
+    /// GNN propagation steps (SR-GNN, TAGNN; default 1).
+    #[arg(long)]
+    pub step: Option<usize>,
     /// Write a results JSON file (shape of `results/<model>__<dataset>.json`).
     #[arg(long)]
     pub results: Option<PathBuf>,
@@ -209,8 +219,14 @@ pub struct JointArgs {
     pub intents: Option<PathBuf>,
     /// Which intent kinds to fuse (Table 3: explicit = w/o Latent-Intent, latent = w/o
     /// Explicit-Intent, none = w/o Semantic).
-    #[arg(long, default_value = "both")]
-    pub intent_use: dmsrec_train::joint::IntentUse,
+    #[arg(long, value_enum, default_value = "both")]
+    pub intent_use: dmsrec_train::fusion::IntentUse,
+    /// paper: everything trained, G = the backbone's representation (the default); authors: what
+    /// the authors' code does for this backbone (their G, intent dropout and λ as σ; frozen intent
+    /// projection, and for GCE-GNN a frozen fusion layer). With authors, --sigma, --alpha,
+    /// --beta, --intent-dropout and --align are theirs.
+    #[arg(long, value_enum, default_value = "paper")]
+    pub fusion: dmsrec_train::fusion::FusionRecipe,
     /// Alignment of G with Ē_e, Ē_l (none = w/o KL).
     #[arg(long, default_value = "kl")]
     pub align: dmsrec_train::align::Align,

@@ -383,7 +383,7 @@ fn experiment_table2_fuses_real_intents_and_reports_both_protocols() {
     let report = std::fs::read_to_string(run.join("report/README.md")).unwrap();
     assert!(report.contains("| Improve. |") && report.contains("LLM-DMsRec(SR-GNN)"), "{report}");
     assert!(printed.contains("## Table 2"));
-    // The joint runs recorded their fusion settings; a joint checkpoint is not a plain backbone.
+    // The joint runs recorded their fusion settings.
     let joint_dir = std::fs::read_dir(run.join("variants"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -392,8 +392,26 @@ fn experiment_table2_fuses_real_intents_and_reports_both_protocols() {
     let config = read_json(&joint_dir.join("valid/config.json"));
     assert_eq!(config["joint"]["config"]["align"], "kl");
     assert_eq!(config["joint"]["config"]["intent_dim"], 384);
-    let err = fails(&["evaluate", "--checkpoint", p(&joint_dir.join("valid"))]);
-    assert!(err.contains("intents"), "{err}");
+    // A backbone + intents checkpoint evaluates with its recorded test intents, exactly as the
+    // run's own final test pass did.
+    let evaluated = ok(&["evaluate", "--checkpoint", p(&joint_dir.join("valid"))]);
+    let result = read_json(&joint_dir.join("valid/result.json"));
+    let mrr20 = result["checkpoint_test"]["MRR@20"].as_f64().unwrap();
+    assert!(evaluated.contains("+ intents"), "{evaluated}");
+    assert!(evaluated.contains(&format!("MRR@20 {mrr20:.4}")), "MRR@20 {mrr20:.4} expected:\n{evaluated}");
+    let cands = f.root.join("joint-candidates");
+    ok(&[
+        "candidates",
+        "--checkpoint",
+        p(&joint_dir.join("valid")),
+        "--split",
+        "test",
+        "--k",
+        "5",
+        "--out",
+        p(&cands),
+    ]);
+    assert!(std::fs::read_to_string(cands.join("test_candidates.tsv")).unwrap().lines().count() > 0);
     // A second call reuses every finished run.
     let again = ok(&table2);
     assert!(!again.lines().any(|l| l.starts_with("epoch ")), "finished runs were trained again:\n{again}");

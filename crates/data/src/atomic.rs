@@ -38,6 +38,36 @@ where
     Ok(())
 }
 
+/// Writes `path` by letting `fill` write a temporary sibling file by name (for writers that only
+/// take a path, such as safetensors'), then syncs and renames it; on any error the target is
+/// untouched and the temporary file removed.
+pub fn write_via_path<F>(path: &Path, fill: F) -> Result<()>
+where
+    F: FnOnce(&Path) -> std::io::Result<()>,
+{
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".dmsrec-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| DataError::io(dir, e))?;
+    fill(tmp.path()).map_err(|e| DataError::io(path, e))?;
+    let file = std::fs::File::open(tmp.path()).map_err(|e| DataError::io(path, e))?;
+    file.sync_all().map_err(|e| DataError::io(path, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| DataError::io(path, e))?;
+    }
+    tmp.persist(path).map_err(|e| DataError::io(path, e.error))?;
+    Ok(())
+}
+
 /// Atomic write of a byte buffer.
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, |w| w.write_all(bytes))

@@ -9,7 +9,7 @@
 use anyhow::{bail, Context, Result};
 use dmsrec_data::atomic::write_atomic;
 use dmsrec_data::Example;
-use dmsrec_models::Backbone;
+use dmsrec_models::{Backbone, Mode};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::io::Write;
@@ -41,11 +41,25 @@ pub fn top_k_of_row(row: &[f32], k: usize) -> Vec<u32> {
     scored.into_iter().map(|(_, id)| id).collect()
 }
 
-/// Eq. 2: the top-`k` item ids of every example (best first, padding never included), scoring
-/// `batch_size` examples per forward pass in evaluation mode. `k` larger than the catalog gives
-/// every item.
-pub fn top_k_candidates(
+/// Scores `[batch, n_items]` in evaluation mode of a batch of sessions, which are the examples
+/// in the given index range (so that a model with intents can look them up).
+pub type BatchScorer<'a> =
+    dyn FnMut(&[&[u32]], std::ops::Range<usize>) -> candle_core::Result<candle_core::Tensor> + 'a;
+
+/// The scorer of a plain backbone.
+pub fn backbone_scorer(
     model: &dyn Backbone,
+) -> impl FnMut(&[&[u32]], std::ops::Range<usize>) -> candle_core::Result<candle_core::Tensor> + '_ {
+    move |sessions, _| {
+        let enc = model.encode(sessions, &mut Mode::Eval)?;
+        model.scores(&enc, &mut Mode::Eval)
+    }
+}
+
+/// Eq. 2: the top-`k` item ids of every example (best first, padding never included), scoring
+/// `batch_size` examples per forward pass. `k` larger than the catalog gives every item.
+pub fn top_k_candidates(
+    score: &mut BatchScorer,
     examples: &[Example],
     k: usize,
     batch_size: usize,
@@ -60,16 +74,13 @@ pub fn top_k_candidates(
             bail!("example #{} has an empty session", b * batch_size + i + 1);
         }
         let sessions: Vec<&[u32]> = chunk.iter().map(|e| e.prefix.as_slice()).collect();
-        let g = model
-            .session(&sessions, false)
-            .with_context(|| format!("{}: session representations of batch {}", model.name(), b + 1))?;
-        let scores = model
-            .scores(&g)
+        let start = b * batch_size;
+        let scores = score(&sessions, start..start + chunk.len())
             .and_then(|s| s.to_dtype(candle_core::DType::F32))
             .and_then(|s| s.to_vec2::<f32>())
-            .with_context(|| format!("{}: scores of batch {}", model.name(), b + 1))?;
+            .with_context(|| format!("scores of batch {}", b + 1))?;
         if scores.len() != chunk.len() {
-            bail!("{}: {} score rows for a batch of {}", model.name(), scores.len(), chunk.len());
+            bail!("{} score rows for a batch of {}", scores.len(), chunk.len());
         }
         out.extend(scores.iter().map(|row| top_k_of_row(row, k)));
     }
@@ -199,7 +210,7 @@ mod tests {
         let n_items = 40;
         let ps = ParamStore::new(7, &Device::Cpu);
         let model = ModelConfig::Srgnn(SrGnnConfig { n_items, dim: 8, step: 1, nonhybrid: false })
-            .build(&ps)
+            .build(&ps, &Default::default())
             .unwrap();
         let examples: Vec<Example> = (0..23u32)
             .map(|i| {
@@ -211,13 +222,13 @@ mod tests {
             .collect();
         let k = 10;
         // Batches of 4 leave a partial last batch; results must not depend on the batch size.
-        let cands = top_k_candidates(model.as_ref(), &examples, k, 4).unwrap();
-        assert_eq!(cands, top_k_candidates(model.as_ref(), &examples, k, 500).unwrap());
+        let cands = top_k_candidates(&mut backbone_scorer(model.as_ref()), &examples, k, 4).unwrap();
+        assert_eq!(cands, top_k_candidates(&mut backbone_scorer(model.as_ref()), &examples, k, 500).unwrap());
         assert_eq!(cands.len(), examples.len());
         for (e, ids) in examples.iter().zip(&cands) {
             let sessions = [e.prefix.as_slice()];
-            let g = model.session(&sessions, false).unwrap();
-            let row = model.scores(&g).unwrap().to_vec2::<f32>().unwrap().remove(0);
+            let g = model.encode(&sessions, &mut Mode::Eval).unwrap();
+            let row = model.scores(&g, &mut Mode::Eval).unwrap().to_vec2::<f32>().unwrap().remove(0);
             assert_eq!(row.len(), n_items);
             assert_eq!(ids.len(), k);
             assert!(
@@ -239,7 +250,8 @@ mod tests {
             }
         }
         // The session's own items are not filtered out: the full ranking contains them.
-        let all = top_k_candidates(model.as_ref(), &examples[..1], n_items + 5, 500).unwrap();
+        let all =
+            top_k_candidates(&mut backbone_scorer(model.as_ref()), &examples[..1], n_items + 5, 500).unwrap();
         assert_eq!(all[0].len(), n_items);
         assert!(all[0].contains(&examples[0].prefix[0]));
     }

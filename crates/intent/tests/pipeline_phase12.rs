@@ -4,7 +4,9 @@
 use candle_core::Device;
 use dmsrec_data::synth::{generate, SynthConfig};
 use dmsrec_intent::cache::{generate_cached, AnswerCache};
-use dmsrec_intent::candidates::{coverage, read_candidates, top_k_candidates, write_candidates};
+use dmsrec_intent::candidates::{
+    backbone_scorer, coverage, read_candidates, top_k_candidates, write_candidates,
+};
 use dmsrec_intent::llm::{ChatRequest, Completion, GenerationSettings, LlmBackend};
 use dmsrec_intent::parse::{MatchKind, Matcher, ParseOptions, ParseStats};
 use dmsrec_intent::prompt::{PromptBuilder, PromptOptions, PromptTemplate};
@@ -53,13 +55,13 @@ fn pipeline_candidates_prompts_cache_parse() {
     assert!(examples.len() >= 10);
     let ps = ParamStore::new(3, &Device::Cpu);
     let model = ModelConfig::Srgnn(SrGnnConfig { n_items: ds.n_items(), dim: 16, step: 1, nonhybrid: false })
-        .build(&ps)
+        .build(&ps, &Default::default())
         .unwrap();
 
     // Phase I: top-K candidates, stored and read back.
     let dir = tempfile::tempdir().unwrap();
     let cand_path = dir.path().join("test_candidates.tsv");
-    let cands = top_k_candidates(model.as_ref(), &examples, 12, 7).unwrap();
+    let cands = top_k_candidates(&mut backbone_scorer(model.as_ref()), &examples, 12, 7).unwrap();
     write_candidates(&cand_path, &cands).unwrap();
     let cands = read_candidates(&cand_path).unwrap();
     assert_eq!(cands.len(), examples.len());

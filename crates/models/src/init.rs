@@ -13,6 +13,9 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug)]
 struct StoreInner {
     vars: Vec<(String, Var)>,
+    /// Non-trainable tensors (e.g. GCE-GNN's sampled global-graph neighbours): saved and restored
+    /// with the weights, so a checkpoint is self-contained, but never optimized.
+    buffers: Vec<(String, Var)>,
     rng: ChaCha8Rng,
 }
 
@@ -22,19 +25,32 @@ pub struct ParamStore {
     inner: Arc<Mutex<StoreInner>>,
     prefix: String,
     device: Device,
+    /// Values created through this view are buffers: stored, never optimized.
+    frozen: bool,
 }
 
 impl ParamStore {
     pub fn new(seed: u64, device: &Device) -> Self {
-        let inner = StoreInner { vars: Vec::new(), rng: ChaCha8Rng::seed_from_u64(seed) };
-        Self { inner: Arc::new(Mutex::new(inner)), prefix: String::new(), device: device.clone() }
+        let inner =
+            StoreInner { vars: Vec::new(), buffers: Vec::new(), rng: ChaCha8Rng::seed_from_u64(seed) };
+        Self {
+            inner: Arc::new(Mutex::new(inner)),
+            prefix: String::new(),
+            device: device.clone(),
+            frozen: false,
+        }
     }
 
     /// A view whose names are prefixed with `name.`.
     pub fn pp(&self, name: &str) -> Self {
         let prefix =
             if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) };
-        Self { inner: self.inner.clone(), prefix, device: self.device.clone() }
+        Self { inner: self.inner.clone(), prefix, device: self.device.clone(), frozen: self.frozen }
+    }
+
+    /// A view whose new values are frozen (buffers), drawn from the same seeded stream.
+    pub fn frozen(&self) -> Self {
+        Self { frozen: true, ..self.clone() }
     }
 
     pub fn device(&self) -> &Device {
@@ -49,38 +65,58 @@ impl ParamStore {
         }
     }
 
-    /// A new variable drawn from uniform(−bound, bound).
+    /// A new variable drawn from uniform(−bound, bound) (a buffer in a [`ParamStore::frozen`] view).
     pub fn uniform(&self, shape: &[usize], name: &str, bound: f64) -> Result<Tensor> {
         let full = self.full_name(name);
         let mut inner = self.inner.lock().expect("parameter store lock");
-        if inner.vars.iter().any(|(n, _)| *n == full) {
-            candle_core::bail!("parameter {full} created twice");
-        }
+        inner.refuse_duplicate(&full)?;
         let count: usize = shape.iter().product();
         let values: Vec<f32> = (0..count).map(|_| inner.rng.gen_range(-bound..=bound) as f32).collect();
         let var = Var::from_tensor(&Tensor::from_vec(values, shape, &self.device)?)?;
         let t = var.as_tensor().clone();
-        inner.vars.push((full, var));
+        if self.frozen {
+            inner.buffers.push((full, var));
+        } else {
+            inner.vars.push((full, var));
+        }
         Ok(t)
     }
 
-    /// All variables, in creation order.
+    /// A non-trainable tensor stored with the weights (any dtype). Its value can be replaced by
+    /// [`ParamStore::restore`]; the returned tensor shares that storage.
+    pub fn buffer(&self, name: &str, value: Tensor) -> Result<Tensor> {
+        let full = self.full_name(name);
+        let mut inner = self.inner.lock().expect("parameter store lock");
+        inner.refuse_duplicate(&full)?;
+        let var = Var::from_tensor(&value.to_device(&self.device)?)?;
+        let t = var.as_tensor().clone();
+        inner.buffers.push((full, var));
+        Ok(t)
+    }
+
+    /// All trainable variables, in creation order (buffers excluded).
     pub fn vars(&self) -> Vec<(String, Var)> {
         self.inner.lock().expect("parameter store lock").vars.clone()
+    }
+
+    /// Trainable variables and buffers: everything a checkpoint holds.
+    fn stored(&self) -> Vec<(String, Var)> {
+        let inner = self.inner.lock().expect("parameter store lock");
+        inner.vars.iter().chain(&inner.buffers).cloned().collect()
     }
 
     pub fn parameter_count(&self) -> usize {
         self.vars().iter().map(|(_, v)| v.elem_count()).sum()
     }
 
-    /// Current values by name (a snapshot that later training steps do not change).
+    /// Current values of variables and buffers by name (a copy that later steps do not change).
     pub fn snapshot(&self) -> Result<HashMap<String, Tensor>> {
-        self.vars().into_iter().map(|(n, v)| Ok((n, v.as_tensor().copy()?))).collect()
+        self.stored().into_iter().map(|(n, v)| Ok((n, v.as_tensor().copy()?))).collect()
     }
 
-    /// Sets every variable from `values`; a missing name or a shape mismatch is an error.
+    /// Sets every variable and buffer from `values`; a missing name or a shape mismatch is an error.
     pub fn restore(&self, values: &HashMap<String, Tensor>) -> Result<()> {
-        for (name, var) in self.vars() {
+        for (name, var) in self.stored() {
             let v = values
                 .get(&name)
                 .ok_or_else(|| candle_core::Error::Msg(format!("no value for parameter {name}")))?;
@@ -100,6 +136,15 @@ impl ParamStore {
     pub fn load_safetensors(&self, path: &Path) -> Result<()> {
         let values = candle_core::safetensors::load(path, &self.device)?;
         self.restore(&values)
+    }
+}
+
+impl StoreInner {
+    fn refuse_duplicate(&self, full: &str) -> Result<()> {
+        if self.vars.iter().chain(&self.buffers).any(|(n, _)| n == full) {
+            candle_core::bail!("parameter {full} created twice");
+        }
+        Ok(())
     }
 }
 

@@ -176,6 +176,216 @@ impl CustomOp2 for SoftmaxCrossEntropyGrad {
     }
 }
 
+/// Inverted dropout with a mask from a seeded stream (candle cannot seed its CPU generator), so
+/// runs stay reproducible and resume exactly. `p = 0` returns `x` and draws nothing.
+pub fn dropout(x: &Tensor, p: f64, rng: &mut rand_chacha::ChaCha8Rng) -> Result<Tensor> {
+    use rand::Rng;
+    if p <= 0.0 {
+        return Ok(x.clone());
+    }
+    let keep = 1.0 - p;
+    let mask: Vec<f32> = (0..x.elem_count())
+        .map(|_| if rng.gen::<f64>() < keep { (1.0 / keep) as f32 } else { 0.0 })
+        .collect();
+    x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?)
+}
+
+/// Softmax of `logits [e]` within each segment (`segment[i]` names the segment of entry i, one
+/// of `0..n_segments`). The per-segment maximum is taken on the host and held constant, which
+/// leaves the softmax and its gradient unchanged.
+pub fn segment_softmax(logits: &Tensor, segment: &Tensor, n_segments: usize) -> Result<Tensor> {
+    let values: Vec<f32> = logits.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+    let seg: Vec<u32> = segment.to_vec1()?;
+    let mut max = vec![f32::NEG_INFINITY; n_segments];
+    for (&v, &s) in values.iter().zip(&seg) {
+        max[s as usize] = max[s as usize].max(v);
+    }
+    let shift: Vec<f32> = seg.iter().map(|&s| max[s as usize]).collect();
+    let shift = Tensor::from_vec(shift, values.len(), logits.device())?.to_dtype(logits.dtype())?;
+    let e = (logits - shift)?.exp()?;
+    let sums = Tensor::zeros(n_segments, e.dtype(), e.device())?.index_add(segment, &e, 0)?;
+    e / sums.index_select(segment, 0)?
+}
+
+/// One session's clicks inside a packed batch: columns `start..start + len`, plus `pads`
+/// padded positions whose logit is 0 and whose value is 0 (how the official TAGNN pads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClickSegment {
+    pub start: usize,
+    pub len: usize,
+    pub pads: usize,
+}
+
+/// TAGNN's target attention, reduced to scalars: for item row i and session b,
+/// `out[i, b] = Σ_t β_it · values[i, t]` with `β_i = softmax_t(logits[i, t])` over the session's
+/// clicks t and its padded positions (logit 0, value 0). `logits` and `values` are `[items, clicks]`.
+/// This never builds the official `[batch, items, L, d]` tensors.
+pub fn target_attention(logits: &Tensor, values: &Tensor, segments: &[ClickSegment]) -> Result<Tensor> {
+    if logits.device().is_cpu() && logits.dtype() == candle_core::DType::F32 {
+        let op = TargetAttention { segments: segments.to_vec() };
+        logits.contiguous()?.apply_op2(&values.contiguous()?, op)
+    } else {
+        target_attention_stock(logits, values, segments)
+    }
+}
+
+/// The same with stock candle ops, one session at a time (for devices without the fused op).
+pub fn target_attention_stock(logits: &Tensor, values: &Tensor, segments: &[ClickSegment]) -> Result<Tensor> {
+    let rows = logits.dim(0)?;
+    let mut columns = Vec::with_capacity(segments.len());
+    for s in segments {
+        let mut l = logits.narrow(1, s.start, s.len)?;
+        let mut v = values.narrow(1, s.start, s.len)?;
+        if s.pads > 0 {
+            let zeros = Tensor::zeros((rows, s.pads), logits.dtype(), logits.device())?;
+            l = Tensor::cat(&[&l, &zeros], 1)?;
+            v = Tensor::cat(&[&v, &zeros], 1)?;
+        }
+        let beta = candle_nn::ops::softmax(&l, 1)?;
+        columns.push((beta * v)?.sum_keepdim(1)?);
+    }
+    Tensor::cat(&columns, 1)
+}
+
+struct TargetAttention {
+    segments: Vec<ClickSegment>,
+}
+
+impl TargetAttention {
+    /// Per row and segment: the shift (max logit, 0 included when padded), the normaliser and
+    /// the output, in one pass over the clicks.
+    fn row_segment(&self, l: &[f32], v: &[f32], s: &ClickSegment) -> (f32, f32, f32) {
+        let cols = s.start..s.start + s.len;
+        let mut max = if s.pads > 0 { 0f32 } else { f32::NEG_INFINITY };
+        for t in cols.clone() {
+            max = max.max(l[t]);
+        }
+        let (mut den, mut num) = (s.pads as f32 * (-max).exp(), 0f32);
+        for t in cols {
+            let e = (l[t] - max).exp();
+            den += e;
+            num += e * v[t];
+        }
+        (max, den, num / den)
+    }
+}
+
+impl CustomOp2 for TargetAttention {
+    fn name(&self) -> &'static str {
+        "target-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (rows, cols) = l1.shape().dims2()?;
+        if l2.shape().dims2()? != (rows, cols) {
+            candle_core::bail!("target_attention: logits {:?} but values {:?}", l1.shape(), l2.shape());
+        }
+        let logits = contiguous::<f32>(s1, l1, "target_attention logits")?;
+        let values = contiguous::<f32>(s2, l2, "target_attention values")?;
+        let b = self.segments.len();
+        let mut out = vec![0f32; rows * b];
+        for i in 0..rows {
+            let (l, v) = (&logits[i * cols..(i + 1) * cols], &values[i * cols..(i + 1) * cols]);
+            for (k, s) in self.segments.iter().enumerate() {
+                out[i * b + k] = self.row_segment(l, v, s).2;
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from((rows, b))))
+    }
+
+    /// d out/d v_t = β_t and d out/d l_t = β_t (v_t − out) for the session's clicks t.
+    fn bwd(
+        &self,
+        logits: &Tensor,
+        values: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (rows, cols) = logits.dims2()?;
+        let l: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+        let v: Vec<f32> = values.flatten_all()?.to_vec1()?;
+        let g: Vec<f32> = grad.contiguous()?.flatten_all()?.to_vec1()?;
+        let b = self.segments.len();
+        let (mut gl, mut gv) = (vec![0f32; rows * cols], vec![0f32; rows * cols]);
+        for i in 0..rows {
+            let (li, vi) = (&l[i * cols..(i + 1) * cols], &v[i * cols..(i + 1) * cols]);
+            for (k, s) in self.segments.iter().enumerate() {
+                let (max, den, out) = self.row_segment(li, vi, s);
+                let gk = g[i * b + k];
+                for t in s.start..s.start + s.len {
+                    let beta = (li[t] - max).exp() / den;
+                    gv[i * cols + t] = gk * beta;
+                    gl[i * cols + t] = gk * beta * (vi[t] - out);
+                }
+            }
+        }
+        let shape = logits.shape();
+        Ok((
+            Some(Tensor::from_vec(gl, shape, logits.device())?),
+            Some(Tensor::from_vec(gv, shape, values.device())?),
+        ))
+    }
+}
+
+/// LeakyReLU in one pass forward and one backward (candle_nn's composition runs five ops
+/// forward and more backward; GCE-GNN applies it to `[nodes·12, d]`). Stock ops elsewhere.
+pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == candle_core::DType::F32 {
+        x.contiguous()?.apply_op1(LeakyRelu { slope: slope as f32 })
+    } else {
+        candle_nn::ops::leaky_relu(x, slope)
+    }
+}
+
+struct LeakyRelu {
+    slope: f32,
+}
+
+impl candle_core::CustomOp1 for LeakyRelu {
+    fn name(&self) -> &'static str {
+        "leaky-relu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous::<f32>(s, l, "leaky_relu input")?;
+        let out = x.iter().map(|&v| if v > 0.0 { v } else { v * self.slope }).collect();
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, &LeakyReluGrad { slope: self.slope })?))
+    }
+}
+
+struct LeakyReluGrad {
+    slope: f32,
+}
+
+impl CustomOp2 for LeakyReluGrad {
+    fn name(&self) -> &'static str {
+        "leaky-relu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous::<f32>(s1, l1, "leaky_relu input")?;
+        let g = contiguous::<f32>(s2, l2, "leaky_relu gradient")?;
+        let out = x.iter().zip(g).map(|(&v, &gi)| if v > 0.0 { gi } else { gi * self.slope }).collect();
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +430,71 @@ mod tests {
         let logits = Tensor::zeros((2, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
         let targets = Tensor::new(&[0u32, 3], &Device::Cpu).unwrap();
         assert!(softmax_cross_entropy(&logits, &targets).is_err());
+    }
+
+    #[test]
+    fn target_attention_matches_padded_softmax_and_its_gradient() {
+        let dev = Device::Cpu;
+        let l = Var::from_tensor(&Tensor::randn(0f32, 2.0, (5, 7), &dev).unwrap()).unwrap();
+        let v = Var::from_tensor(&Tensor::randn(0f32, 1.0, (5, 7), &dev).unwrap()).unwrap();
+        let segs = [
+            ClickSegment { start: 0, len: 3, pads: 4 },
+            ClickSegment { start: 3, len: 1, pads: 0 },
+            ClickSegment { start: 4, len: 3, pads: 1 },
+        ];
+        let fused = target_attention(l.as_tensor(), v.as_tensor(), &segs).unwrap();
+        let stock = target_attention_stock(l.as_tensor(), v.as_tensor(), &segs).unwrap();
+        assert_eq!(fused.dims(), &[5, 3]);
+        let max_abs = |t: Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(max_abs((&fused - &stock).unwrap()) < 1e-6);
+        let probe = Tensor::randn(0f32, 1.0, (5, 3), &dev).unwrap();
+        let ga = fused.mul(&probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let gb = stock.mul(&probe).unwrap().sum_all().unwrap().backward().unwrap();
+        for x in [&l, &v] {
+            assert!(max_abs((ga.get(x).unwrap() - gb.get(x).unwrap()).unwrap()) < 1e-5);
+        }
+    }
+
+    #[test]
+    fn segment_softmax_sums_to_one_per_segment() {
+        let dev = Device::Cpu;
+        let logits = Tensor::new(&[1f32, 2.0, 3.0, 100.0, -100.0], &dev).unwrap();
+        let seg = Tensor::new(&[0u32, 0, 1, 1, 2], &dev).unwrap();
+        let p: Vec<f32> = segment_softmax(&logits, &seg, 3).unwrap().to_vec1().unwrap();
+        assert!((p[0] + p[1] - 1.0).abs() < 1e-6 && (p[1] / p[0] - 1f32.exp()).abs() < 1e-4);
+        assert!((p[3] - 1.0).abs() < 1e-6 && p[2] < 1e-30);
+        assert_eq!(p[4], 1.0);
+    }
+
+    #[test]
+    fn dropout_keeps_expectation_and_is_seeded() {
+        use rand::SeedableRng;
+        use rand_chacha::ChaCha8Rng;
+        let x = Tensor::ones((200, 50), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let a = dropout(&x, 0.25, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+        let b = dropout(&x, 0.25, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+        let va: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(va, b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        let zeros = va.iter().filter(|&&v| v == 0.0).count() as f64 / va.len() as f64;
+        assert!((zeros - 0.25).abs() < 0.02, "dropped share {zeros}");
+        let mean = va.iter().map(|&v| v as f64).sum::<f64>() / va.len() as f64;
+        assert!((mean - 1.0).abs() < 0.03, "mean {mean}");
+        assert!(va.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
+        let none = dropout(&x, 0.0, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+        assert_eq!(none.sum_all().unwrap().to_scalar::<f32>().unwrap(), 10_000.0);
+    }
+
+    #[test]
+    fn fused_leaky_relu_matches_stock_value_and_gradient() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (6, 5), &dev).unwrap()).unwrap();
+        let probe = Tensor::randn(0f32, 1.0, (6, 5), &dev).unwrap();
+        let fused = leaky_relu(x.as_tensor(), 0.2).unwrap();
+        let stock = candle_nn::ops::leaky_relu(x.as_tensor(), 0.2).unwrap();
+        let max_abs = |t: Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(max_abs((&fused - &stock).unwrap()) < 1e-7);
+        let ga = fused.mul(&probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let gb = stock.mul(&probe).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(max_abs((ga.get(&x).unwrap() - gb.get(&x).unwrap()).unwrap()) < 1e-6);
     }
 }

@@ -5,10 +5,10 @@
 //! `α_i = q·σ(W₁h_last + W₂h_i + c)` → hybrid `W₃[s_g; h_last]` → scores `s·v_i`.
 //! Every parameter starts uniform(±1/√d), as `reset_parameters` does in the official code.
 
-use crate::graph::{Edges, PackedGraphs};
 use crate::init::{Dense, ParamStore};
-use crate::Backbone;
-use candle_core::{Device, Result, Tensor, D};
+use crate::layers::{run_gated_gnn, sum_per_session, GatedCell, SoftAttention};
+use crate::{dot_scores, Backbone, Encoded, Mode, ModelKind};
+use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,101 +37,13 @@ impl SrGnnConfig {
     }
 }
 
-/// The gated graph cell's parameters.
-#[derive(Debug, Clone)]
-struct GatedCell {
-    edge_in: Dense,
-    edge_out: Dense,
-    b_iah: Tensor,
-    b_oah: Tensor,
-    input_gates: Dense,
-    hidden_gates: Dense,
-}
-
-impl GatedCell {
-    fn new(ps: &ParamStore, d: usize, stdv: f64) -> Result<Self> {
-        Ok(Self {
-            edge_in: Dense::new(ps, d, d, true, "linear_edge_in", stdv)?,
-            edge_out: Dense::new(ps, d, d, true, "linear_edge_out", stdv)?,
-            b_iah: ps.uniform(&[d], "b_iah", stdv)?,
-            b_oah: ps.uniform(&[d], "b_oah", stdv)?,
-            input_gates: Dense::new(ps, 2 * d, 3 * d, true, "w_ih", stdv)?,
-            hidden_gates: Dense::new(ps, d, 3 * d, true, "w_hh", stdv)?,
-        })
-    }
-
-    /// One propagation step over the packed node states `hidden [nodes, d]`.
-    fn step(
-        &self,
-        incoming: &Option<EdgeTensors>,
-        outgoing: &Option<EdgeTensors>,
-        hidden: &Tensor,
-    ) -> Result<Tensor> {
-        let d = hidden.dim(D::Minus1)?;
-        let msg_in = incoming.average(&self.edge_in.forward(hidden)?)?.broadcast_add(&self.b_iah)?;
-        let msg_out = outgoing.average(&self.edge_out.forward(hidden)?)?.broadcast_add(&self.b_oah)?;
-        let inputs = Tensor::cat(&[&msg_in, &msg_out], D::Minus1)?;
-        let gi = self.input_gates.forward(&inputs)?;
-        let gh = self.hidden_gates.forward(hidden)?;
-        let reset = candle_nn::ops::sigmoid(&(gi.narrow(D::Minus1, 0, d)? + gh.narrow(D::Minus1, 0, d)?)?)?;
-        let update = candle_nn::ops::sigmoid(&(gi.narrow(D::Minus1, d, d)? + gh.narrow(D::Minus1, d, d)?)?)?;
-        let candidate =
-            (gi.narrow(D::Minus1, 2 * d, d)? + reset.mul(&gh.narrow(D::Minus1, 2 * d, d)?)?)?.tanh()?;
-        // h' = n + z ⊙ (h − n)
-        &candidate + update.mul(&(hidden - &candidate)?)?
-    }
-}
-
-/// An edge list on the device.
-struct EdgeTensors {
-    src: Tensor,
-    dst: Tensor,
-    weight: Tensor,
-    n_nodes: usize,
-}
-
-impl EdgeTensors {
-    fn new(e: Edges, n_nodes: usize, dev: &Device) -> Result<Option<Self>> {
-        if e.src.is_empty() {
-            return Ok(None);
-        }
-        let n = e.src.len();
-        Ok(Some(Self {
-            src: Tensor::from_vec(e.src, n, dev)?,
-            dst: Tensor::from_vec(e.dst, n, dev)?,
-            weight: Tensor::from_vec(e.weight, (n, 1), dev)?,
-            n_nodes,
-        }))
-    }
-}
-
-trait Average {
-    /// Per node, the weighted sum of its neighbours' rows of `x` (zero without neighbours).
-    fn average(&self, x: &Tensor) -> Result<Tensor>;
-}
-
-impl Average for Option<EdgeTensors> {
-    fn average(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            None => x.zeros_like(),
-            Some(e) => {
-                let msgs = x.index_select(&e.src, 0)?.broadcast_mul(&e.weight)?;
-                Tensor::zeros((e.n_nodes, x.dim(1)?), x.dtype(), x.device())?.index_add(&e.dst, &msgs, 0)
-            }
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct SrGnn {
     cfg: SrGnnConfig,
     embedding: Tensor,
     cell: GatedCell,
-    attn_last: Dense,
-    attn_item: Dense,
-    attn_score: Dense,
+    attention: SoftAttention,
     transform: Option<Dense>,
-    device: Device,
 }
 
 impl SrGnn {
@@ -146,82 +58,53 @@ impl SrGnn {
         } else {
             Some(Dense::new(ps, 2 * d, d, true, "linear_transform", stdv)?)
         };
-        Ok(Self {
-            embedding,
-            cell,
-            attn_last: Dense::new(ps, d, d, true, "linear_one", stdv)?,
-            attn_item: Dense::new(ps, d, d, true, "linear_two", stdv)?,
-            attn_score: Dense::new(ps, d, 1, false, "linear_three", stdv)?,
-            transform,
-            device: ps.device().clone(),
-            cfg,
-        })
-    }
-
-    pub fn config(&self) -> &SrGnnConfig {
-        &self.cfg
+        let attention = SoftAttention::new(ps, d, stdv)?;
+        Ok(Self { embedding, cell, attention, transform, cfg })
     }
 }
 
 impl Backbone for SrGnn {
-    fn name(&self) -> &'static str {
-        "srgnn"
+    fn kind(&self) -> ModelKind {
+        ModelKind::Srgnn
     }
 
     fn dim(&self) -> usize {
         self.cfg.dim
     }
 
-    fn readout_dim(&self) -> usize {
-        if self.cfg.nonhybrid {
-            self.cfg.dim
-        } else {
-            2 * self.cfg.dim
-        }
+    fn n_items(&self) -> usize {
+        self.cfg.n_items
     }
 
-    fn readout(&self, sessions: &[&[u32]], _train: bool) -> Result<Tensor> {
-        let g = PackedGraphs::build(sessions);
-        let (b, n, p, d) = (g.batch, g.n_nodes(), g.position_nodes.len(), self.cfg.dim);
-        let dev = &self.device;
-        let incoming = EdgeTensors::new(g.incoming, n, dev)?;
-        let outgoing = EdgeTensors::new(g.outgoing, n, dev)?;
-        let mut hidden = self.embedding.index_select(&Tensor::from_vec(g.node_items, n, dev)?, 0)?;
-        for _ in 0..self.cfg.step {
-            hidden = self.cell.step(&incoming, &outgoing, &hidden)?;
-        }
-        let position_sessions = Tensor::from_vec(g.position_sessions, p, dev)?;
-        let seq_hidden = hidden.index_select(&Tensor::from_vec(g.position_nodes, p, dev)?, 0)?;
-        let last = hidden.index_select(&Tensor::from_vec(g.last_nodes, b, dev)?, 0)?;
-        // α_i = q·σ(W₁ h_last + W₂ h_i + c), s_g = Σ_i α_i h_i per session.
-        let q1 = self.attn_last.forward(&last)?.index_select(&position_sessions, 0)?;
-        let q2 = self.attn_item.forward(&seq_hidden)?;
-        let alpha = self.attn_score.forward(&candle_nn::ops::sigmoid(&(q1 + q2)?)?)?;
-        let weighted = seq_hidden.broadcast_mul(&alpha)?;
-        let global =
-            Tensor::zeros((b, d), weighted.dtype(), dev)?.index_add(&position_sessions, &weighted, 0)?;
-        if self.cfg.nonhybrid {
-            Ok(global)
-        } else {
-            Tensor::cat(&[&global, &last], 1)
-        }
+    fn device(&self) -> &candle_core::Device {
+        self.embedding.device()
     }
 
-    fn project(&self, readout: &Tensor) -> Result<Tensor> {
-        match &self.transform {
-            Some(t) => t.forward(readout),
-            None => Ok(readout.clone()),
-        }
+    /// G = W₃[s_g; h_last] (or s_g with `nonhybrid`); SR-GNN has no dropout.
+    fn encode(&self, sessions: &[&[u32]], _mode: &mut Mode) -> Result<Encoded> {
+        let g = run_gated_gnn(&self.embedding, &self.cell, self.cfg.step, sessions)?;
+        // s_g = Σ_i α_i h_i per session, α unnormalised as in the official code.
+        let alpha = self.attention.logits(&g)?;
+        let global = sum_per_session(&g.clicks, &alpha, &g.click_sessions, sessions.len())?;
+        Ok(match &self.transform {
+            Some(t) => Encoded {
+                session: t.forward(&Tensor::cat(&[&global, &g.last], 1)?)?,
+                attention: Some(global),
+                context: None,
+            },
+            None => Encoded::new(global),
+        })
     }
 
-    fn item_embeddings(&self) -> Result<Tensor> {
-        self.embedding.narrow(0, 1, self.cfg.n_items)
+    fn scores(&self, enc: &Encoded, _mode: &mut Mode) -> Result<Tensor> {
+        dot_scores(&enc.session, &self.embedding.narrow(0, 1, self.cfg.n_items)?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     fn model(n_items: usize, d: usize) -> (ParamStore, SrGnn) {
         let ps = ParamStore::new(1, &Device::Cpu);
@@ -235,14 +118,15 @@ mod tests {
         let (_vm, m) = model(10, 8);
         let a: &[u32] = &[1, 2, 3, 2];
         let b: &[u32] = &[4];
-        let together = m.session(&[a, b], false).unwrap();
+        let together = m.encode(&[a, b], &mut Mode::Eval).unwrap();
+        let together_scores = m.scores(&together, &mut Mode::Eval).unwrap();
+        let together = together.session;
         assert_eq!(together.dims(), &[2, 8]);
         // A session's representation must not depend on what else is in the batch (padding).
-        let alone = m.session(&[b], false).unwrap();
+        let alone = m.encode(&[b], &mut Mode::Eval).unwrap().session;
         let diff = (together.narrow(0, 1, 1).unwrap() - alone).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
-        let scores = m.scores(&together).unwrap();
-        assert_eq!(scores.dims(), &[2, 10]);
+        assert_eq!(together_scores.dims(), &[2, 10]);
     }
 
     #[test]
@@ -300,10 +184,13 @@ mod tests {
             Tensor::from_vec(s.iter().map(|&i| pos(i) as u32).collect::<Vec<_>>(), s.len(), &dev).unwrap();
         let seq = hy.index_select(&alias, 0).unwrap();
         let ht = seq.narrow(0, s.len() - 1, 1).unwrap();
-        let q1 = m.attn_last.forward(&ht).unwrap();
-        let q2 = m.attn_item.forward(&seq).unwrap();
-        let alpha =
-            m.attn_score.forward(&candle_nn::ops::sigmoid(&q2.broadcast_add(&q1).unwrap()).unwrap()).unwrap();
+        let q1 = m.attention.last.forward(&ht).unwrap();
+        let q2 = m.attention.item.forward(&seq).unwrap();
+        let alpha = m
+            .attention
+            .score
+            .forward(&candle_nn::ops::sigmoid(&q2.broadcast_add(&q1).unwrap()).unwrap())
+            .unwrap();
         let a = seq.broadcast_mul(&alpha).unwrap().sum_keepdim(0).unwrap();
         let out = m.transform.as_ref().unwrap().forward(&Tensor::cat(&[&a, &ht], 1).unwrap()).unwrap();
         out.flatten_all().unwrap().to_vec1().unwrap()
@@ -313,7 +200,7 @@ mod tests {
     fn packed_batch_equals_official_dense_formulation() {
         let (_ps, m) = model(30, 12);
         let sessions: Vec<&[u32]> = vec![&[5, 3, 5, 7], &[9], &[1, 2, 1, 2, 3, 30], &[4, 4, 4], &[8, 6]];
-        let batch: Vec<Vec<f32>> = m.session(&sessions, false).unwrap().to_vec2().unwrap();
+        let batch: Vec<Vec<f32>> = m.encode(&sessions, &mut Mode::Eval).unwrap().session.to_vec2().unwrap();
         for (s, got) in sessions.iter().zip(&batch) {
             let want = official_session(&m, s);
             for (a, b) in got.iter().zip(&want) {
@@ -325,6 +212,8 @@ mod tests {
     /// Central differences in f64 against autograd, for the gated cell's input and a bias.
     #[test]
     fn gated_cell_gradient_matches_finite_differences() {
+        use crate::graph::{Edges, PackedGraphs};
+        use crate::layers::EdgeTensors;
         use candle_core::{DType, Var};
         let dev = Device::Cpu;
         let d = 4;
@@ -348,12 +237,12 @@ mod tests {
         let n = g.n_nodes();
         let edges = |e: &Edges| {
             let w: Vec<f64> = e.weight.iter().map(|&x| x as f64).collect();
-            Some(EdgeTensors {
+            EdgeTensors {
                 src: Tensor::new(e.src.as_slice(), &dev).unwrap(),
                 dst: Tensor::new(e.dst.as_slice(), &dev).unwrap(),
                 weight: Tensor::from_vec(w, (e.src.len(), 1), &dev).unwrap(),
                 n_nodes: n,
-            })
+            }
         };
         let (inc, out) = (edges(&g.incoming), edges(&g.outgoing));
         let h0: Vec<f64> = (0..n * d).map(|i| ((i * 37 % 11) as f64 - 5.0) / 7.0).collect();
@@ -364,7 +253,7 @@ mod tests {
         )
         .unwrap();
         let loss_of = |h: &Tensor, cell: &GatedCell| -> Tensor {
-            cell.step(&inc, &out, h).unwrap().mul(&probe).unwrap().sum_all().unwrap()
+            cell.step(Some(&inc), Some(&out), h).unwrap().mul(&probe).unwrap().sum_all().unwrap()
         };
         let h = Var::from_tensor(&Tensor::from_vec(h0.clone(), (n, d), &dev).unwrap()).unwrap();
         let grads = loss_of(h.as_tensor(), &cell).backward().unwrap();

@@ -1,38 +1,33 @@
-//! Run-folder files: checkpoints (safetensors + JSON config), training state, per-example ranks.
-//! Every write goes to a temporary file that is renamed into place.
+//! Checkpoint folders: what `config.json` records of a run, and loading a run's model back —
+//! plain or with intents — ready to evaluate, recommend or propose candidates.
 
-use crate::optim::Adam;
+use crate::fusion::{FusionConfig, IntentFusion, Plain, Recommender};
+use crate::run_files::{CONFIG, WEIGHTS};
 use anyhow::{Context, Result};
-use dmsrec_data::atomic::{write_atomic, write_bytes_atomic};
-use dmsrec_models::ParamStore;
-use serde::Serialize;
-use std::path::Path;
-
-/// Weights of the kept (selected) epoch inside a run folder.
-pub const WEIGHTS: &str = "model.safetensors";
-/// Model, data and training configuration of a run folder.
-pub const CONFIG: &str = "config.json";
+use dmsrec_models::{BuildCtx, ParamStore};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 
 /// What a checkpoint folder's `config.json` records.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckpointConfig {
     pub model: dmsrec_models::ModelConfig,
     /// Dataset folder the model was trained on (absolute when known).
-    pub data: std::path::PathBuf,
+    pub data: PathBuf,
     pub dataset: String,
     pub train: crate::TrainConfig,
     pub protocol: crate::Protocol,
     /// Present when LLM intents were fused into the backbone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub joint: Option<JointRecord>,
+    pub joint: Option<FusionRecord>,
 }
 
-/// How a joint (backbone + intents) checkpoint was trained.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct JointRecord {
-    pub config: crate::joint::JointConfig,
+/// How a backbone + intents checkpoint was trained.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FusionRecord {
+    pub config: FusionConfig,
     /// The intent stage's output folder.
-    pub intents: std::path::PathBuf,
+    pub intents: PathBuf,
 }
 
 impl CheckpointConfig {
@@ -43,82 +38,24 @@ impl CheckpointConfig {
     }
 }
 
-/// Builds the model of a checkpoint folder and loads its weights.
-pub fn load_checkpoint(
-    dir: &Path,
-    device: &candle_core::Device,
-) -> Result<(CheckpointConfig, ParamStore, Box<dyn dmsrec_models::Backbone>)> {
-    let cfg = CheckpointConfig::read(dir)?;
-    if cfg.joint.is_some() {
-        anyhow::bail!(
-            "{}: a backbone + intents checkpoint needs each session's intents; its test ranks are in test_ranks.txt",
-            dir.display()
-        );
-    }
-    let params = ParamStore::new(cfg.train.seed, device);
-    let model = cfg.model.build(&params)?;
+/// A checkpoint's model with its weights loaded.
+pub struct Loaded {
+    pub config: CheckpointConfig,
+    pub params: ParamStore,
+    pub model: Box<dyn Recommender>,
+}
+
+/// Builds the model of a checkpoint folder (with its intent fusion, if any) and loads its
+/// weights and buffers.
+pub fn load_checkpoint(dir: &Path, device: &candle_core::Device) -> Result<Loaded> {
+    let config = CheckpointConfig::read(dir)?;
+    let params = ParamStore::new(config.train.seed, device);
+    let backbone = config.model.build(&params, &BuildCtx::default())?;
+    let model: Box<dyn Recommender> = match &config.joint {
+        Some(record) => Box::new(IntentFusion::new(backbone, record.config.clone(), &params)?),
+        None => Box::new(Plain(backbone)),
+    };
     let weights = dir.join(WEIGHTS);
     params.load_safetensors(&weights).with_context(|| format!("loading {}", weights.display()))?;
-    Ok((cfg, params, model))
-}
-
-fn temp_sibling(path: &Path) -> std::path::PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
-}
-
-/// Saves all parameters as safetensors, atomically.
-pub fn save_params_atomic(path: &Path, params: &ParamStore) -> Result<()> {
-    let tmp = temp_sibling(path);
-    params.save_safetensors(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
-}
-
-/// Parameters plus Adam moments, so training resumes exactly.
-pub fn save_training_state(path: &Path, params: &ParamStore, opt: &Adam) -> Result<()> {
-    let mut tensors = params.snapshot()?;
-    for (name, t) in opt.state_tensors()? {
-        tensors.insert(name, t);
-    }
-    let tmp = temp_sibling(path);
-    candle_core::safetensors::save(&tensors, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
-}
-
-pub fn load_training_state(path: &Path, params: &ParamStore, opt: &mut Adam) -> Result<()> {
-    let tensors = candle_core::safetensors::load(path, params.device())
-        .with_context(|| format!("reading training state {}", path.display()))?;
-    params.restore(&tensors).with_context(|| format!("restoring parameters from {}", path.display()))?;
-    opt.load_state_tensors(&tensors)
-        .with_context(|| format!("restoring optimizer from {}", path.display()))?;
-    Ok(())
-}
-
-pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_vec_pretty(value)?;
-    write_bytes_atomic(path, &text)?;
-    Ok(())
-}
-
-/// One rank per line, in example order (for significance tests).
-pub fn write_ranks_atomic(path: &Path, ranks: &[u32]) -> Result<()> {
-    write_atomic(path, |w| {
-        for r in ranks {
-            writeln!(w, "{r}")?;
-        }
-        Ok(())
-    })?;
-    Ok(())
-}
-
-pub fn read_ranks(path: &Path) -> Result<Vec<u32>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| {
-            l.trim().parse().with_context(|| format!("{}:{}: bad rank {l:?}", path.display(), i + 1))
-        })
-        .collect()
+    Ok(Loaded { config, params, model })
 }

@@ -133,9 +133,20 @@ pub enum Schedule {
 }
 
 impl Schedule {
-    /// The paper's schedule as the official code runs it.
+    /// The paper's schedule as the official SR-GNN code runs it.
     pub fn paper() -> Self {
         Schedule::Step { step: 3, gamma: 0.1, official_offset: true }
+    }
+
+    /// StepLR(3, 0.1) as each model's official code steps it: TAGNN (and SHARE) before each
+    /// epoch like SR-GNN, GCE-GNN after each epoch (the rate drops after 3 epochs, not 2).
+    pub fn official_for(kind: dmsrec_models::ModelKind) -> Self {
+        use dmsrec_models::ModelKind;
+        let official_offset = match kind {
+            ModelKind::Srgnn | ModelKind::Tagnn => true,
+            ModelKind::Gcegnn => false,
+        };
+        Schedule::Step { step: 3, gamma: 0.1, official_offset }
     }
 
     pub fn lr_at(&self, base: f64, epoch: usize) -> f64 {

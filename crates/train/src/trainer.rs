@@ -8,15 +8,16 @@
 //! Every epoch leaves `state.safetensors` (parameters + Adam moments) and `history.json` in the
 //! run folder, so a killed run resumes from its last finished epoch.
 
-use crate::checkpoint;
+use crate::fusion::{IntentFeatures, Recommender, SplitIntents};
 use crate::metrics::{rank_of, Metrics};
 use crate::optim::{Adam, AdamConfig, Schedule};
+use crate::run_files;
 use anyhow::{Context, Result};
 use candle_core::Tensor;
 use dmsrec_data::Example;
-use dmsrec_models::{Backbone, ParamStore};
+use dmsrec_models::{Mode, ParamStore};
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -124,79 +125,48 @@ pub fn validation_indices(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Ve
     (sorted(train), sorted(valid))
 }
 
-/// Splits training examples into (train, valid) with a seeded shuffle.
-pub fn split_validation(examples: &[Example], fraction: f64, seed: u64) -> (Vec<Example>, Vec<Example>) {
-    let (train, valid) = validation_indices(examples.len(), fraction, seed);
-    let pick = |ids: Vec<usize>| ids.into_iter().map(|i| examples[i].clone()).collect::<Vec<_>>();
-    (pick(train), pick(valid))
-}
-
-/// Which split the example indices of a batch refer to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Split {
-    Train,
-    Test,
-}
-
-/// What the trainer fits and evaluates: a backbone alone ([`Plain`]) or a backbone with side
-/// information per example (LLM intents, [`crate::joint::IntentFusion`]).
-pub trait Recommender {
-    fn backbone(&self) -> &dyn Backbone;
-    /// Session representation S `[batch, d]` of the sessions, and the auxiliary loss added to the
-    /// recommendation loss when training (`rng` is `Some` exactly when training). `rows[i]` is
-    /// the index in `split` of the batch's i-th example.
-    fn represent(
-        &self,
-        sessions: &[&[u32]],
-        split: Split,
-        rows: &[usize],
-        rng: Option<&mut ChaCha8Rng>,
-    ) -> Result<(Tensor, Option<Tensor>)>;
-}
-
-/// A backbone trained on session ids alone.
-pub struct Plain<'a>(pub &'a dyn Backbone);
-
-impl Recommender for Plain<'_> {
-    fn backbone(&self) -> &dyn Backbone {
-        self.0
-    }
-
-    fn represent(
-        &self,
-        sessions: &[&[u32]],
-        _split: Split,
-        _rows: &[usize],
-        rng: Option<&mut ChaCha8Rng>,
-    ) -> Result<(Tensor, Option<Tensor>)> {
-        Ok((self.0.session(sessions, rng.is_some())?, None))
-    }
-}
-
-/// Rank of every example's target under the model (full ranking over all items).
-pub fn evaluate_ranks(model: &dyn Backbone, examples: &[Example], batch_size: usize) -> Result<Vec<u32>> {
+/// Rank of every example's target under the model (full ranking over all items); `intents`
+/// are the examples' intent features when the model reads them.
+pub fn evaluate_ranks(
+    model: &dyn Recommender,
+    examples: &[Example],
+    intents: Option<&IntentFeatures>,
+    batch_size: usize,
+) -> Result<Vec<u32>> {
     let rows: Vec<usize> = (0..examples.len()).collect();
-    evaluate_rows(&Plain(model), examples, Split::Test, &rows, batch_size)
+    evaluate_rows(model, examples, intents, &rows, batch_size)
 }
 
-/// Rank of the target of the examples `rows` of `split` (whose examples are `examples`).
+/// Rank of the target of the examples `rows` of `examples` (and of `intents`, row for row).
 pub fn evaluate_rows(
     model: &dyn Recommender,
     examples: &[Example],
-    split: Split,
+    intents: Option<&IntentFeatures>,
     rows: &[usize],
     batch_size: usize,
 ) -> Result<Vec<u32>> {
     let mut ranks = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(batch_size.max(1)) {
         let sessions: Vec<&[u32]> = chunk.iter().map(|&i| examples[i].prefix.as_slice()).collect();
-        let (session, _) = model.represent(&sessions, split, chunk, None)?;
-        let scores: Vec<Vec<f32>> = model.backbone().scores(&session)?.to_vec2()?;
+        let scores: Vec<Vec<f32>> = batch_scores(model, &sessions, intents, chunk)?.to_vec2()?;
         for (row, &i) in scores.iter().zip(chunk) {
             ranks.push(rank_of(row, examples[i].target as usize - 1));
         }
     }
     Ok(ranks)
+}
+
+/// Evaluation scores `[batch, n_items]` of the sessions, whose intents are the rows `rows`.
+pub fn batch_scores(
+    model: &dyn Recommender,
+    sessions: &[&[u32]],
+    intents: Option<&IntentFeatures>,
+    rows: &[usize],
+) -> Result<Tensor> {
+    let device = model.backbone_device();
+    let batch = intents.map(|f| f.batch(rows, &device)).transpose()?;
+    let (enc, _) = model.encode(sessions, batch.as_ref(), &mut Mode::Eval)?;
+    Ok(model.backbone().scores(&enc, &mut Mode::Eval)?)
 }
 
 /// The training loss of the examples `rows` of `train`: softmax cross-entropy over the item
@@ -205,15 +175,18 @@ pub fn evaluate_rows(
 pub fn batch_loss(
     model: &dyn Recommender,
     train: &[Example],
+    intents: Option<&IntentFeatures>,
     rows: &[usize],
     session_dropout: f64,
     rng: &mut ChaCha8Rng,
 ) -> Result<(Tensor, f64)> {
     let batch: Vec<&Example> = rows.iter().map(|&i| &train[i]).collect();
     let sessions: Vec<&[u32]> = batch.iter().map(|e| e.prefix.as_slice()).collect();
-    let (session, aux) = model.represent(&sessions, Split::Train, rows, Some(&mut *rng))?;
-    let session = dropout(&session, session_dropout, rng)?;
-    let loss = recommendation_loss(&model.backbone().scores(&session)?, &batch)?;
+    let intent_batch = intents.map(|f| f.batch(rows, &model.backbone_device())).transpose()?;
+    let mut mode = Mode::Train(rng);
+    let (mut enc, aux) = model.encode(&sessions, intent_batch.as_ref(), &mut mode)?;
+    enc.session = mode.dropout(&enc.session, session_dropout)?;
+    let loss = recommendation_loss(&model.backbone().scores(&enc, &mut mode)?, &batch)?;
     match aux {
         Some(aux) => Ok(((loss + &aux)?, aux.to_scalar::<f32>()? as f64)),
         None => Ok((loss, 0.0)),
@@ -232,20 +205,36 @@ struct History {
     epochs: Vec<EpochLog>,
 }
 
-/// Called with every finished epoch's log.
-pub type EpochCallback<'a> = Box<dyn Fn(&EpochLog) + 'a>;
+/// What a running training reports.
+pub enum TrainEvent<'e> {
+    /// `done` of `total` batches of `epoch` are finished.
+    Batch { epoch: usize, done: usize, total: usize },
+    /// An epoch finished (trained and evaluated).
+    Epoch(&'e EpochLog),
+}
+
+/// Receives the training's events (the CLI draws its progress bar from them).
+pub type TrainCallback<'a> = Box<dyn Fn(TrainEvent) + 'a>;
 
 /// Trains one backbone under one protocol, with its state in `run_dir`.
 pub struct Trainer<'a> {
     pub model: &'a dyn Recommender,
     pub params: &'a ParamStore,
+    /// The examples' intents, for a model that fuses them.
+    pub intents: Option<&'a SplitIntents>,
     pub cfg: TrainConfig,
     pub run_dir: PathBuf,
-    /// Called after every epoch (for printing).
-    pub on_epoch: Option<EpochCallback<'a>>,
+    /// Called after every batch and epoch.
+    pub on_event: Option<TrainCallback<'a>>,
 }
 
 impl<'a> Trainer<'a> {
+    fn emit(&self, event: TrainEvent) {
+        if let Some(cb) = &self.on_event {
+            cb(event);
+        }
+    }
+
     /// One pass over `fit` (indices of training examples); returns the mean (total, auxiliary) loss.
     fn train_epoch(
         &self,
@@ -258,16 +247,17 @@ impl<'a> Trainer<'a> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.cfg.seed.wrapping_add(epoch as u64));
         order.shuffle(&mut rng);
         let n_batches = order.len().div_ceil(self.cfg.batch_size);
-        let bar = progress_bar(n_batches as u64, &format!("epoch {epoch}"));
-        let (mut total, mut total_aux) = (0.0, 0.0);
+        let (mut total, mut total_aux, mut done) = (0.0, 0.0, 0);
         for rows in order.chunks(self.cfg.batch_size) {
-            let (loss, aux) = batch_loss(self.model, train, rows, self.cfg.session_dropout, &mut rng)?;
+            let intents = self.intents.map(|i| &i.train);
+            let (loss, aux) =
+                batch_loss(self.model, train, intents, rows, self.cfg.session_dropout, &mut rng)?;
             total_aux += aux;
             total += loss.to_scalar::<f32>()? as f64;
             opt.step(&loss.backward()?)?;
-            bar.inc(1);
+            done += 1;
+            self.emit(TrainEvent::Batch { epoch, done, total: n_batches });
         }
-        bar.finish_and_clear();
         let n = n_batches.max(1) as f64;
         Ok((total / n, total_aux / n))
     }
@@ -277,24 +267,25 @@ impl<'a> Trainer<'a> {
         let start = Instant::now();
         std::fs::create_dir_all(&self.run_dir)
             .with_context(|| format!("creating {}", self.run_dir.display()))?;
-        let (fit, eval_split, eval_rows) = match protocol {
-            Protocol::Paper => ((0..train.len()).collect(), Split::Test, (0..test.len()).collect()),
+        let (train_intents, test_intents) = (self.intents.map(|i| &i.train), self.intents.map(|i| &i.test));
+        // The paper protocol evaluates every epoch on test; valid on the held-out training rows.
+        let (fit, eval_examples, eval_intents, eval_rows) = match protocol {
+            Protocol::Paper => ((0..train.len()).collect(), test, test_intents, (0..test.len()).collect()),
             Protocol::Valid => {
                 let (fit, valid) = validation_indices(train.len(), self.cfg.valid_fraction, self.cfg.seed);
-                (fit, Split::Train, valid)
+                (fit, train, train_intents, valid)
             }
         };
-        let eval_examples = if eval_split == Split::Test { test } else { train };
         let test_rows: Vec<usize> = (0..test.len()).collect();
         let mut opt = Adam::new(self.params.vars(), self.cfg.adam);
         let mut history = History::default();
         let state_path = self.run_dir.join("state.safetensors");
         let history_path = self.run_dir.join("history.json");
-        let best_path = self.run_dir.join(checkpoint::WEIGHTS);
+        let best_path = self.run_dir.join(run_files::WEIGHTS);
         if state_path.exists() && history_path.exists() {
             history = serde_json::from_slice(&std::fs::read(&history_path)?)
                 .with_context(|| format!("reading {}", history_path.display()))?;
-            checkpoint::load_training_state(&state_path, self.params, &mut opt)?;
+            run_files::load_training_state(&state_path, self.params, &mut opt)?;
             tracing::info!("resuming {} after epoch {}", self.run_dir.display(), history.epochs.len());
         }
         let mut best_value =
@@ -313,24 +304,22 @@ impl<'a> Trainer<'a> {
             let train_s = t0.elapsed().as_secs_f64();
             let t1 = Instant::now();
             let ranks =
-                evaluate_rows(self.model, eval_examples, eval_split, &eval_rows, self.cfg.eval_batch_size)?;
+                evaluate_rows(self.model, eval_examples, eval_intents, &eval_rows, self.cfg.eval_batch_size)?;
             let metrics = Metrics::from_ranks(&ranks);
             let eval_s = t1.elapsed().as_secs_f64();
             let log = EpochLog { epoch, lr, loss, aux_loss, train_s, eval_s, metrics };
-            if let Some(cb) = &self.on_epoch {
-                cb(&log);
-            }
+            self.emit(TrainEvent::Epoch(&log));
             let value = log.metrics.get("MRR@20");
             if value > best_value {
                 best_value = value;
                 since_best = 0;
-                checkpoint::save_params_atomic(&best_path, self.params)?;
+                run_files::save_params_atomic(&best_path, self.params)?;
             } else {
                 since_best += 1;
             }
             history.epochs.push(log);
-            checkpoint::save_training_state(&state_path, self.params, &opt)?;
-            checkpoint::write_json_atomic(&history_path, &history)?;
+            run_files::save_training_state(&state_path, self.params, &opt)?;
+            run_files::write_json_atomic(&history_path, &history)?;
         }
         let chosen_epoch = history
             .epochs
@@ -340,9 +329,9 @@ impl<'a> Trainer<'a> {
             .context("no epoch was trained")?;
         // Keep the selected parameters in the model.
         self.params.restore(&candle_core::safetensors::load(&best_path, self.params.device())?)?;
-        let ranks = evaluate_rows(self.model, test, Split::Test, &test_rows, self.cfg.eval_batch_size)?;
+        let ranks = evaluate_rows(self.model, test, test_intents, &test_rows, self.cfg.eval_batch_size)?;
         let checkpoint_test = Metrics::from_ranks(&ranks);
-        checkpoint::write_ranks_atomic(&self.run_dir.join("test_ranks.txt"), &ranks)?;
+        run_files::write_ranks_atomic(&self.run_dir.join("test_ranks.txt"), &ranks)?;
         let test = match protocol {
             Protocol::Paper => Metrics::best_of(history.epochs.iter().map(|e| &e.metrics)),
             Protocol::Valid => checkpoint_test.clone(),
@@ -358,51 +347,7 @@ impl<'a> Trainer<'a> {
     }
 }
 
-/// Inverted dropout with a mask from the trainer's seeded stream (candle cannot seed its CPU
-/// generator), so runs stay reproducible and resumable.
-pub fn dropout(x: &Tensor, p: f64, rng: &mut ChaCha8Rng) -> Result<Tensor> {
-    if p <= 0.0 {
-        return Ok(x.clone());
-    }
-    let keep = 1.0 - p;
-    let mask: Vec<f32> = (0..x.elem_count())
-        .map(|_| if rng.gen::<f64>() < keep { (1.0 / keep) as f32 } else { 0.0 })
-        .collect();
-    Ok(x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)?)
-}
-
-fn progress_bar(len: u64, msg: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} batches {per_sec} eta {eta}")
-            .expect("valid progress template"),
-    );
-    bar.set_message(msg.to_string());
-    bar
-}
-
 /// The run folder of one protocol inside an output folder.
 pub fn protocol_dir(out: &Path, protocol: Protocol) -> PathBuf {
     out.join(protocol.name())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dropout_keeps_expectation_and_is_seeded() {
-        let x = Tensor::ones((200, 50), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
-        let a = dropout(&x, 0.25, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
-        let b = dropout(&x, 0.25, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
-        let va: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
-        assert_eq!(va, b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
-        let zeros = va.iter().filter(|&&v| v == 0.0).count() as f64 / va.len() as f64;
-        assert!((zeros - 0.25).abs() < 0.02, "dropped share {zeros}");
-        let mean = va.iter().map(|&v| v as f64).sum::<f64>() / va.len() as f64;
-        assert!((mean - 1.0).abs() < 0.03, "mean {mean}");
-        assert!(va.iter().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
-        let none = dropout(&x, 0.0, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
-        assert_eq!(none.sum_all().unwrap().to_scalar::<f32>().unwrap(), 10_000.0);
-    }
 }

@@ -2,8 +2,9 @@
 
 use candle_core::Device;
 use dmsrec_data::{sessions_to_examples, Example};
-use dmsrec_models::{ModelConfig, ParamStore, SrGnnConfig};
+use dmsrec_models::{BuildCtx, DataShape, ModelConfig, ModelKind, ParamStore, SrGnnConfig};
 use dmsrec_train::checkpoint::{self, CheckpointConfig};
+use dmsrec_train::run_files;
 use dmsrec_train::{evaluate_ranks, Protocol, Schedule, TrainConfig, Trainer};
 use std::path::Path;
 
@@ -28,13 +29,17 @@ fn run(
     test: &[Example],
 ) -> dmsrec_train::RunResult {
     let params = ParamStore::new(cfg.seed, &Device::Cpu);
-    let model = model_cfg.build(&params).unwrap();
+    let sessions: Vec<Vec<u32>> =
+        train.iter().map(|e| e.prefix.iter().copied().chain([e.target]).collect()).collect();
+    let ctx = BuildCtx { sessions: Some(&sessions), seed: cfg.seed };
+    let model = dmsrec_train::Plain(model_cfg.build(&params, &ctx).unwrap());
     let trainer = Trainer {
-        model: &dmsrec_train::Plain(model.as_ref()),
+        model: &model,
         params: &params,
+        intents: None,
         cfg: cfg.clone(),
         run_dir: dir.to_path_buf(),
-        on_epoch: None,
+        on_event: None,
     };
     trainer.run(protocol, train, test).unwrap()
 }
@@ -54,9 +59,9 @@ fn overfits_a_tiny_dataset_to_top1() {
     let cfg = train_config(40, 0.01);
     let model_cfg = small_config(12);
     let result = run(&model_cfg, &cfg, dir.path(), Protocol::Paper, &examples, &examples);
-    let (_, _, model) = {
+    let loaded = {
         std::fs::write(
-            dir.path().join(checkpoint::CONFIG),
+            dir.path().join(run_files::CONFIG),
             serde_json::to_vec(&CheckpointConfig {
                 model: model_cfg.clone(),
                 data: dir.path().into(),
@@ -70,7 +75,7 @@ fn overfits_a_tiny_dataset_to_top1() {
         .unwrap();
         checkpoint::load_checkpoint(dir.path(), &Device::Cpu).unwrap()
     };
-    let ranks = evaluate_ranks(model.as_ref(), &examples, 64).unwrap();
+    let ranks = evaluate_ranks(loaded.model.as_ref(), &examples, None, 64).unwrap();
     let top1 = ranks.iter().filter(|&&r| r == 1).count() as f64 / ranks.len() as f64;
     assert!(top1 >= 0.98, "P@1 {top1} after training; loss {:?}", result.epochs.last().map(|e| e.loss));
     assert!(result.epochs.last().unwrap().loss < result.epochs[0].loss / 4.0);
@@ -78,13 +83,14 @@ fn overfits_a_tiny_dataset_to_top1() {
 
 #[test]
 fn checkpoint_round_trip_gives_identical_ranks_and_metrics() {
+    // GCE-GNN: its checkpoint must carry the sampled global graph (a buffer).
     let examples = cycle_examples();
     let dir = tempfile::tempdir().unwrap();
     let cfg = train_config(3, 0.01);
-    let model_cfg = small_config(12);
+    let model_cfg = tiny(ModelKind::Gcegnn);
     let result = run(&model_cfg, &cfg, dir.path(), Protocol::Valid, &examples, &examples);
     std::fs::write(
-        dir.path().join(checkpoint::CONFIG),
+        dir.path().join(run_files::CONFIG),
         serde_json::to_vec(&CheckpointConfig {
             model: model_cfg,
             data: dir.path().into(),
@@ -96,25 +102,37 @@ fn checkpoint_round_trip_gives_identical_ranks_and_metrics() {
         .unwrap(),
     )
     .unwrap();
-    let (_, _, model) = checkpoint::load_checkpoint(dir.path(), &Device::Cpu).unwrap();
-    let ranks = evaluate_ranks(model.as_ref(), &examples, 7).unwrap();
-    let saved = checkpoint::read_ranks(&dir.path().join("test_ranks.txt")).unwrap();
+    let loaded = checkpoint::load_checkpoint(dir.path(), &Device::Cpu).unwrap();
+    let ranks = evaluate_ranks(loaded.model.as_ref(), &examples, None, 7).unwrap();
+    let saved = run_files::read_ranks(&dir.path().join("test_ranks.txt")).unwrap();
     assert_eq!(ranks, saved);
     assert_eq!(dmsrec_train::Metrics::from_ranks(&ranks), result.checkpoint_test);
 }
 
+/// A small `kind` over the 12 cycle items.
+fn tiny(kind: ModelKind) -> ModelConfig {
+    let shape = DataShape { n_items: 12, train_max_len: 4, test_max_len: 4 };
+    let overrides = serde_json::json!({ "dim": 16 });
+    ModelConfig::with_overrides(kind, &shape, overrides.as_object().unwrap()).unwrap()
+}
+
 #[test]
 fn killed_run_resumes_to_the_same_result() {
+    for model_cfg in [small_config(12), tiny(ModelKind::Gcegnn)] {
+        resumes_to_the_same_result(&model_cfg);
+    }
+}
+
+/// GCE-GNN draws dropout masks inside the model: resuming must draw the same ones.
+fn resumes_to_the_same_result(model_cfg: &ModelConfig) {
     let examples = cycle_examples();
-    let model_cfg = small_config(12);
     let straight = tempfile::tempdir().unwrap();
-    let full =
-        run(&model_cfg, &train_config(4, 0.01), straight.path(), Protocol::Paper, &examples, &examples);
+    let full = run(model_cfg, &train_config(4, 0.01), straight.path(), Protocol::Paper, &examples, &examples);
     // Stop after two epochs (as a kill between epochs would), then run again with the full plan.
     let resumed_dir = tempfile::tempdir().unwrap();
-    run(&model_cfg, &train_config(2, 0.01), resumed_dir.path(), Protocol::Paper, &examples, &examples);
+    run(model_cfg, &train_config(2, 0.01), resumed_dir.path(), Protocol::Paper, &examples, &examples);
     let resumed =
-        run(&model_cfg, &train_config(4, 0.01), resumed_dir.path(), Protocol::Paper, &examples, &examples);
+        run(model_cfg, &train_config(4, 0.01), resumed_dir.path(), Protocol::Paper, &examples, &examples);
     assert_eq!(resumed.epochs.len(), 4);
     for (a, b) in full.epochs.iter().zip(&resumed.epochs) {
         assert_eq!(a.loss, b.loss, "epoch {}", a.epoch);
@@ -126,8 +144,8 @@ fn killed_run_resumes_to_the_same_result() {
 #[test]
 fn valid_protocol_holds_out_a_tenth_and_tests_once() {
     let examples = cycle_examples();
-    let (fit, valid) = dmsrec_train::trainer::split_validation(&examples, 0.1, 5);
+    let (fit, valid) = dmsrec_train::trainer::validation_indices(examples.len(), 0.1, 5);
     assert_eq!(fit.len() + valid.len(), examples.len());
     assert_eq!(valid.len(), (examples.len() as f64 * 0.1).round() as usize);
-    assert!(valid.iter().all(|v| !fit.contains(v) || examples.iter().filter(|e| *e == v).count() > 1));
+    assert!(valid.iter().all(|v| !fit.contains(v)));
 }
