@@ -2,23 +2,18 @@
 
 use crate::report::{command_line, git_revision, median, peak_rss_mb};
 use crate::{ImportArgs, ImportFormat, JointArgs, ProtocolArg, ScheduleArg, TrainArgs};
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::Device;
 use clap::ValueEnum;
 use dmsrec_data::{stats::stats as dataset_stats, tsv, Dataset};
 use dmsrec_intent::candidates::top_k_of_row;
-use dmsrec_intent::embed::IntentEmbeddings;
-use dmsrec_models::{parse_device, BuildCtx, DataShape, ModelConfig, ModelKind, ParamStore};
+use dmsrec_models::{parse_device, DataShape, ModelConfig, ModelKind};
+use dmsrec_pipeline::{load_intent_features, load_split_intents, FusionSetup, RunEvent, RunSpec};
 use dmsrec_train::checkpoint::{self, CheckpointConfig};
-use dmsrec_train::fusion::{
-    FusionConfig, FusionRecipe, IntentFeatures, IntentFusion, IntentRow, IntentUse, Plain, Recommender,
-    SplitIntents,
-};
+use dmsrec_train::fusion::{FusionConfig, FusionRecipe, IntentFeatures, IntentUse, Recommender};
 use dmsrec_train::run_files;
-use dmsrec_train::trainer::{batch_scores, protocol_dir, validation_indices};
-use dmsrec_train::{
-    evaluate_ranks, Metrics, Protocol, RunResult, Schedule, TrainConfig, TrainEvent, Trainer,
-};
+use dmsrec_train::trainer::{batch_scores, protocol_dir};
+use dmsrec_train::{evaluate_ranks, Metrics, Protocol, RunResult, Schedule, TrainConfig, TrainEvent};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -164,69 +159,6 @@ pub fn train_config(a: &TrainArgs) -> TrainConfig {
     cfg
 }
 
-/// LLM intents to fuse into a backbone: the fusion config and each split's features.
-pub struct FusionSetup {
-    pub cfg: FusionConfig,
-    /// The intent stage's output folder the features came from.
-    pub source: PathBuf,
-    pub intents: SplitIntents,
-}
-
-impl FusionSetup {
-    /// What checkpoints and results files record of it.
-    pub fn record(&self) -> checkpoint::FusionRecord {
-        checkpoint::FusionRecord { config: self.cfg.clone(), intents: self.source.clone() }
-    }
-}
-
-/// One split's intent features from the intent stage's `embeddings_<split>.safetensors` in `dir`
-/// (rows for a subset of the split's examples, named by its `index` tensor).
-pub fn load_intent_features(
-    dir: &Path,
-    split: &str,
-    n_examples: usize,
-    usage: IntentUse,
-) -> Result<(IntentFeatures, usize)> {
-    let path = dir.join(format!("embeddings_{split}.safetensors"));
-    let mut tensors = candle_core::safetensors::load(&path, &Device::Cpu)
-        .with_context(|| format!("reading {}", path.display()))?;
-    let index: Vec<u32> = tensors
-        .remove("index")
-        .with_context(|| format!("{}: no tensor \"index\"", path.display()))?
-        .to_vec1()?;
-    let emb = IntentEmbeddings::from_tensors(tensors, &path)?;
-    ensure!(
-        index.len() == emb.len(),
-        "{}: {} index entries for {} rows",
-        path.display(),
-        index.len(),
-        emb.len()
-    );
-    let rows = index.iter().enumerate().map(|(r, &i)| {
-        let has_any = emb.mask[r] == 1;
-        (
-            i as usize,
-            IntentRow {
-                explicit: emb.explicit_row(r),
-                latent: emb.latent_row(r),
-                has_explicit: has_any && emb.explicit_from_latent[r] == 0,
-                has_latent: has_any && emb.latent_from_explicit[r] == 0,
-            },
-        )
-    });
-    let features = IntentFeatures::new(n_examples, emb.dim, usage, rows, &Device::Cpu)
-        .with_context(|| format!("reading {}", path.display()))?;
-    Ok((features, emb.dim))
-}
-
-/// Both splits' intent features from the intent stage's folder `dir`, and their width.
-pub fn load_split_intents(dir: &Path, ds: &Dataset, usage: IntentUse) -> Result<(SplitIntents, usize)> {
-    let (train, dim) = load_intent_features(dir, "train", ds.train.len(), usage)?;
-    let (test, test_dim) = load_intent_features(dir, "test", ds.test.len(), usage)?;
-    ensure!(dim == test_dim, "{}: train intents are {dim} wide, test intents {test_dim}", dir.display());
-    Ok((SplitIntents { train, test }, dim))
-}
-
 /// The fusion setup of `train --intents DIR` (None without intents or with `--intent-use none`).
 pub fn fusion_setup(a: &JointArgs, kind: ModelKind, ds: &Dataset) -> Result<Option<FusionSetup>> {
     let Some(dir) = &a.intents else { return Ok(None) };
@@ -257,24 +189,9 @@ pub fn fusion_setup(a: &JointArgs, kind: ModelKind, ds: &Dataset) -> Result<Opti
     Ok(Some(FusionSetup { cfg, source: dir.clone(), intents }))
 }
 
-/// The sessions GCE-GNN's global graph is built from: the dataset's full training sessions
-/// under the paper protocol (as the official code), the fitted examples' sessions (prefix +
-/// target) under the valid protocol so that no held-out target enters the graph — and those too
-/// when the dataset has no session list (e.g. a cross-fitting fold).
-pub fn graph_sessions(ds: &Dataset, cfg: &TrainConfig, protocol: Protocol) -> Vec<Vec<u32>> {
-    let full = |e: &dmsrec_data::Example| e.prefix.iter().copied().chain([e.target]).collect::<Vec<u32>>();
-    match protocol {
-        Protocol::Paper if !ds.train_sequences.is_empty() => ds.train_sequences.clone(),
-        Protocol::Paper => ds.train.iter().map(full).collect(),
-        Protocol::Valid => {
-            let (fit, _) = validation_indices(ds.train.len(), cfg.valid_fraction, cfg.seed);
-            fit.into_iter().map(|i| full(&ds.train[i])).collect()
-        }
-    }
-}
-
-/// Trains a fresh model, plain or with intents, under one protocol in `run_dir`, printing one
-/// line per epoch. The selected weights end up in `run_dir` (see `checkpoint::load_checkpoint`).
+/// Trains one variant with `dmsrec_pipeline::train_one`, printing a line per epoch under a
+/// progress bar of batches.
+#[allow(clippy::too_many_arguments)]
 pub fn train_one(
     ds: &Dataset,
     data_dir: &Path,
@@ -285,24 +202,6 @@ pub fn train_one(
     fusion: Option<&FusionSetup>,
     device: &Device,
 ) -> Result<RunResult> {
-    let params = ParamStore::new(cfg.seed, device);
-    let sessions = graph_sessions(ds, cfg, protocol);
-    let backbone = model_cfg.build(&params, &BuildCtx { sessions: Some(&sessions), seed: cfg.seed })?;
-    let kind = backbone.kind();
-    std::fs::create_dir_all(run_dir)?;
-    let model: Box<dyn Recommender> = match fusion {
-        Some(f) => Box::new(IntentFusion::new(backbone, f.cfg.clone(), &params)?),
-        None => Box::new(Plain(backbone)),
-    };
-    let ck = CheckpointConfig {
-        model: model_cfg.clone(),
-        data: data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_path_buf()),
-        dataset: ds.name.clone(),
-        train: cfg.clone(),
-        protocol,
-        joint: fusion.map(FusionSetup::record),
-    };
-    run_files::write_json_atomic(&run_dir.join(run_files::CONFIG), &ck)?;
     let what = match protocol {
         Protocol::Paper => "test",
         Protocol::Valid => "valid",
@@ -314,57 +213,50 @@ pub fn train_one(
         ),
         None => String::new(),
     };
-    println!(
-        "{kind}{with} on {} ({} train / {} test examples, {} items, {} parameters), protocol {:?}, seed {}",
-        ds.name,
-        ds.train.len(),
-        ds.test.len(),
-        ds.n_items(),
-        params.parameter_count(),
-        protocol,
-        cfg.seed
-    );
     let bar = std::cell::RefCell::new(None::<indicatif::ProgressBar>);
-    let trainer = Trainer {
-        model: model.as_ref(),
-        params: &params,
-        intents: fusion.map(|f| &f.intents),
-        cfg: cfg.clone(),
-        run_dir: run_dir.to_path_buf(),
-        on_event: Some(Box::new(move |event| match event {
-            TrainEvent::Batch { epoch, done, total } => {
-                let mut bar = bar.borrow_mut();
-                let b = bar
-                    .get_or_insert_with(|| crate::progress::batches(total as u64, &format!("epoch {epoch}")));
-                b.set_position(done as u64);
-                if done == total {
-                    b.finish_and_clear();
-                    *bar = None;
-                }
+    let on_event = |event: RunEvent| {
+        match event {
+        RunEvent::Started { parameters } => println!(
+            "{}{with} on {} ({} train / {} test examples, {} items, {parameters} parameters), protocol {:?}, seed {}",
+            model_cfg.kind(),
+            ds.name,
+            ds.train.len(),
+            ds.test.len(),
+            ds.n_items(),
+            protocol,
+            cfg.seed
+        ),
+        RunEvent::Train(TrainEvent::Batch { epoch, done, total }) => {
+            let mut bar = bar.borrow_mut();
+            let b = bar.get_or_insert_with(|| crate::progress::batches(total as u64, &format!("epoch {epoch}")));
+            b.set_position(done as u64);
+            if done == total {
+                b.finish_and_clear();
+                *bar = None;
             }
-            TrainEvent::Epoch(e) => println!(
-                "epoch {:>2}  lr {:.0e}  loss {:.4}  train {:.1}s  eval {:.1}s  {what}: {}",
-                e.epoch,
-                e.lr,
-                e.loss,
-                e.train_s,
-                e.eval_s,
-                e.metrics.paper_line()
-            ),
-        })),
+        }
+        RunEvent::Train(TrainEvent::Epoch(e)) => println!(
+            "epoch {:>2}  lr {:.0e}  loss {:.4}  train {:.1}s  eval {:.1}s  {what}: {}",
+            e.epoch,
+            e.lr,
+            e.loss,
+            e.train_s,
+            e.eval_s,
+            e.metrics.paper_line()
+        ),
+        RunEvent::Finished(result) => println!(
+            "{:?} protocol, test ({}): {}",
+            protocol,
+            match protocol {
+                Protocol::Paper => "best of each metric over epochs".to_string(),
+                Protocol::Valid => format!("epoch {} chosen by valid MRR@20", result.chosen_epoch),
+            },
+            result.test.paper_line()
+        ),
+    }
     };
-    let result = trainer.run(protocol, &ds.train, &ds.test)?;
-    run_files::write_json_atomic(&run_dir.join("result.json"), &result)?;
-    println!(
-        "{:?} protocol, test ({}): {}",
-        protocol,
-        match protocol {
-            Protocol::Paper => "best of each metric over epochs".to_string(),
-            Protocol::Valid => format!("epoch {} chosen by valid MRR@20", result.chosen_epoch),
-        },
-        result.test.paper_line()
-    );
-    Ok(result)
+    let spec = RunSpec { ds, data_dir, model: model_cfg, train: cfg, protocol, run_dir, fusion, device };
+    dmsrec_pipeline::train_one(&spec, &on_event)
 }
 
 pub fn train(a: &TrainArgs) -> Result<Vec<RunResult>> {

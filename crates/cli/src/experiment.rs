@@ -12,12 +12,13 @@
 //! Each variant is trained under both protocols (`paper`: best epoch on test, as the paper
 //! reports; `valid`: epoch chosen on a held-out 10% of the training examples).
 
-use crate::commands::{self, load_intent_features, FusionSetup};
+use crate::commands;
 use crate::report::{command_line, git_revision};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, ValueEnum};
 use dmsrec_data::{tsv, Dataset};
 use dmsrec_models::{DataShape, ModelConfig, ModelKind};
+use dmsrec_pipeline::{load_intent_features, FusionSetup};
 use dmsrec_train::align::Align;
 use dmsrec_train::fusion::{FusionConfig, FusionRecipe, IntentFeatures, IntentUse, SplitIntents};
 use dmsrec_train::run_files::{read_ranks, write_json_atomic};

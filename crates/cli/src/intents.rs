@@ -57,7 +57,7 @@ pub fn candidates(a: &CandidatesArgs) -> Result<()> {
     let intents = match &cfg.joint {
         Some(record) => {
             let (split, _) =
-                crate::commands::load_split_intents(&record.intents, &ds, record.config.intents)?;
+                dmsrec_pipeline::load_split_intents(&record.intents, &ds, record.config.intents)?;
             Some(split)
         }
         None => None,
