@@ -311,7 +311,8 @@ fn write_results(
         "git": git_revision(),
         "seed": a.seed,
         "epochs": a.epochs,
-        "wall_s": results.iter().map(|r| r.wall_s).sum::<f64>(),
+        // Training and evaluation time over all epochs, also across resumed invocations.
+        "wall_s": results.iter().flat_map(|r| &r.epochs).map(|e| e.train_s + e.eval_s).sum::<f64>(),
         "epoch_s_median": median(&epoch_s),
         "peak_rss_mb": peak_rss_mb(),
         "threads": std::env::var("RAYON_NUM_THREADS").ok(),

@@ -5,21 +5,26 @@ use crate::{DataError, Result};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-/// Writes `path` through `fill`; on any error the target is untouched.
-pub fn write_atomic<F>(path: &Path, fill: F) -> Result<()>
-where
-    F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
-{
+/// A temporary file in `path`'s folder (created if missing), removed unless persisted.
+fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
-    let tmp = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix(".dmsrec-")
         .suffix(".tmp")
         .tempfile_in(dir)
-        .map_err(|e| DataError::io(dir, e))?;
+        .map_err(|e| DataError::io(dir, e))
+}
+
+/// Writes `path` through `fill`; on any error the target is untouched.
+pub fn write_atomic<F>(path: &Path, fill: F) -> Result<()>
+where
+    F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
+{
+    let tmp = temp_beside(path)?;
     // tempfile creates 0600 files; outputs are ordinary files that others may read.
     #[cfg(unix)]
     {
@@ -45,16 +50,7 @@ pub fn write_via_path<F>(path: &Path, fill: F) -> Result<()>
 where
     F: FnOnce(&Path) -> std::io::Result<()>,
 {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".dmsrec-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| DataError::io(dir, e))?;
+    let tmp = temp_beside(path)?;
     fill(tmp.path()).map_err(|e| DataError::io(path, e))?;
     let file = std::fs::File::open(tmp.path()).map_err(|e| DataError::io(path, e))?;
     file.sync_all().map_err(|e| DataError::io(path, e))?;
@@ -95,5 +91,20 @@ mod tests {
             use std::os::unix::fs::PermissionsExt;
             assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o644);
         }
+    }
+
+    #[test]
+    fn write_via_path_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("w.bin");
+        write_via_path(&p, |tmp| std::fs::write(tmp, b"new")).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        let err = write_via_path(&p, |tmp| {
+            std::fs::write(tmp, b"half")?;
+            Err(std::io::Error::other("boom"))
+        });
+        assert!(err.is_err());
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
     }
 }

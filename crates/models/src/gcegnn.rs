@@ -150,7 +150,7 @@ impl LocalGraphs {
                 g.sender.extend([p, q]);
                 g.relation.extend([to_q, to_p]);
             }
-            g.node_sessions.extend(std::iter::repeat(b as u32).take(nodes.len()));
+            g.node_sessions.extend(std::iter::repeat_n(b as u32, nodes.len()));
             g.node_items.extend_from_slice(&nodes);
         }
         g

@@ -61,7 +61,7 @@ impl GlobalGraph {
     /// The graph of `sessions` over items `1..=n_items`, with the fixed sample drawn from `seed`.
     pub fn build(sessions: &[Vec<u32>], n_items: usize, sample: usize, seed: u64) -> Self {
         let top = top_neighbors(sessions, n_items, sample);
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x610b_a1);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0061_0ba1);
         let mut neighbors = vec![0u32; (n_items + 1) * sample];
         let mut weights = vec![0f32; (n_items + 1) * sample];
         for (item, list) in top.iter().enumerate().skip(1) {

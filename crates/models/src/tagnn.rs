@@ -185,8 +185,8 @@ fn padded_segment_softmax(logits: &Tensor, pad_logits: &Tensor, segments: &[Clic
         if s.pads > 0 {
             max = max.max(p[b]);
         }
-        shift.extend(std::iter::repeat(max).take(s.len));
-        session_of.extend(std::iter::repeat(b as u32).take(s.len));
+        shift.extend(std::iter::repeat_n(max, s.len));
+        session_of.extend(std::iter::repeat_n(b as u32, s.len));
         pad_shift.push(max);
         pad_count.push(s.pads as f32);
     }
