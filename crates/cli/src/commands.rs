@@ -214,21 +214,21 @@ pub fn train_one(
         None => String::new(),
     };
     let bar = std::cell::RefCell::new(None::<indicatif::ProgressBar>);
-    let on_event = |event: RunEvent| {
-        match event {
+    let on_event = |event: RunEvent| match event {
         RunEvent::Started { parameters } => println!(
-            "{}{with} on {} ({} train / {} test examples, {} items, {parameters} parameters), protocol {:?}, seed {}",
+            "{}{with} on {} ({} train / {} test examples, {} items, {parameters} parameters), \
+             protocol {protocol:?}, seed {}",
             model_cfg.kind(),
             ds.name,
             ds.train.len(),
             ds.test.len(),
             ds.n_items(),
-            protocol,
             cfg.seed
         ),
         RunEvent::Train(TrainEvent::Batch { epoch, done, total }) => {
             let mut bar = bar.borrow_mut();
-            let b = bar.get_or_insert_with(|| crate::progress::batches(total as u64, &format!("epoch {epoch}")));
+            let b =
+                bar.get_or_insert_with(|| crate::progress::batches(total as u64, &format!("epoch {epoch}")));
             b.set_position(done as u64);
             if done == total {
                 b.finish_and_clear();
@@ -245,15 +245,13 @@ pub fn train_one(
             e.metrics.paper_line()
         ),
         RunEvent::Finished(result) => println!(
-            "{:?} protocol, test ({}): {}",
-            protocol,
+            "{protocol:?} protocol, test ({}): {}",
             match protocol {
                 Protocol::Paper => "best of each metric over epochs".to_string(),
                 Protocol::Valid => format!("epoch {} chosen by valid MRR@20", result.chosen_epoch),
             },
             result.test.paper_line()
         ),
-    }
     };
     let spec = RunSpec { ds, data_dir, model: model_cfg, train: cfg, protocol, run_dir, fusion, device };
     dmsrec_pipeline::train_one(&spec, &on_event)

@@ -383,26 +383,12 @@ fn per_s(n: usize, secs: f64) -> Option<f64> {
     (n > 0 && secs > 0.0).then(|| n as f64 / secs)
 }
 
-/// Writes `tensors` as safetensors through a temporary file in the target's folder.
+/// Writes `tensors` as safetensors, atomically.
 fn save_tensors_atomic(path: &Path, tensors: &HashMap<&str, Tensor>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| -> Result<()> {
-        candle_core::safetensors::save(tensors, &tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    dmsrec_data::atomic::write_via_path(path, |tmp| {
+        candle_core::safetensors::save(tensors, tmp).map_err(std::io::Error::other)
+    })
+    .with_context(|| format!("writing {}", path.display()))
 }
 
 fn write_embeddings(path: &Path, emb: &IntentEmbeddings, index: &[usize], targets: &[u32]) -> Result<()> {

@@ -220,7 +220,6 @@ impl GceGnn {
     /// Session-graph attention over the raw node embeddings `h [nodes, d]`.
     fn local(&self, g: &LocalGraphs, h: &Tensor) -> Result<Tensor> {
         let dev = h.device();
-        let e = g.receiver.len();
         let receiver = Tensor::new(g.receiver.as_slice(), dev)?;
         let sender = Tensor::new(g.sender.as_slice(), dev)?;
         let relation = Tensor::new(g.relation.as_slice(), dev)?;
@@ -228,7 +227,6 @@ impl GceGnn {
         let pair = (h.index_select(&receiver, 0)? * &h_s)?;
         let logits = self.leaky(&row_sums(&(pair * self.relations.index_select(&relation, 0)?)?)?)?;
         let alpha = segment_softmax(&logits, &receiver, h.dim(0)?)?;
-        debug_assert_eq!(alpha.dim(0)?, e);
         Tensor::zeros(h.shape(), h.dtype(), dev)?.index_add(
             &receiver,
             &h_s.broadcast_mul(&alpha.unsqueeze(1)?)?,
@@ -324,7 +322,6 @@ impl Backbone for GceGnn {
         let dev = self.embedding.device();
         let b = sessions.len();
         let g = LocalGraphs::build(sessions, self.cfg.positions);
-        let clicks = g.click_nodes.len();
         let node_items = Tensor::new(g.node_items.as_slice(), dev)?;
         let h = self.embedding.index_select(&node_items, 0)?;
         let click_sessions = Tensor::new(g.click_sessions.as_slice(), dev)?;
@@ -352,7 +349,6 @@ impl Backbone for GceGnn {
         let mean = mean_of(&x)?.index_select(&click_sessions, 0)?;
         let gate = candle_nn::ops::sigmoid(&(self.glu1.forward(&z)? + self.glu2.forward(&mean)?)?)?;
         let beta = gate.matmul(&self.w_2)?;
-        debug_assert_eq!(beta.dim(0)?, clicks);
         let session = Tensor::zeros((b, self.cfg.dim), x.dtype(), dev)?.index_add(
             &click_sessions,
             &x.broadcast_mul(&beta)?,

@@ -203,14 +203,6 @@ impl IntentFeatures {
         })
     }
 
-    pub fn len(&self) -> usize {
-        self.explicit_mask.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.explicit_mask.is_empty()
-    }
-
     /// Share of examples aligned on (explicit, latent).
     pub fn coverage(&self) -> (f64, f64) {
         let share = |m: &[bool]| m.iter().filter(|&&b| b).count() as f64 / m.len().max(1) as f64;
@@ -278,10 +270,6 @@ impl IntentFusion {
         let fuse_latent = block(cfg.intents.latent(), "fuse_latent")?;
         Ok(Self { backbone, cfg, projection, fuse_explicit, fuse_latent, fuse_session })
     }
-
-    pub fn config(&self) -> &FusionConfig {
-        &self.cfg
-    }
 }
 
 /// G's alignment loss with one projected intent kind, over the examples in `mask`.
@@ -304,10 +292,6 @@ pub trait Recommender: Send + Sync {
         intents: Option<&IntentBatch>,
         mode: &mut Mode,
     ) -> Result<(Encoded, Option<Tensor>)>;
-    /// Width of the intent embeddings it reads (None: it reads none).
-    fn intent_dim(&self) -> Option<usize> {
-        None
-    }
     fn backbone_device(&self) -> Device {
         self.backbone().device().clone()
     }
@@ -334,10 +318,6 @@ impl Recommender for Plain {
 impl Recommender for IntentFusion {
     fn backbone(&self) -> &dyn Backbone {
         self.backbone.as_ref()
-    }
-
-    fn intent_dim(&self) -> Option<usize> {
-        Some(self.cfg.intent_dim)
     }
 
     fn encode(
