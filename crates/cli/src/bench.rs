@@ -1,6 +1,6 @@
 //! `dmsrec bench train`: time training steps and evaluation on a real dataset.
 
-use crate::report::{command_line, git_revision, median, peak_rss_mb};
+use dmsrec_pipeline::provenance::{command_line, git_revision, median, peak_rss_mb};
 use anyhow::Result;
 use candle_core::Device;
 use clap::Args;

@@ -1,6 +1,6 @@
 //! The data, train, evaluate and recommend subcommands.
 
-use crate::report::{command_line, git_revision, median, peak_rss_mb};
+use dmsrec_pipeline::provenance::{command_line, git_revision, median, peak_rss_mb};
 use crate::{ImportArgs, ImportFormat, JointArgs, ProtocolArg, ScheduleArg, TrainArgs};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
@@ -79,7 +79,7 @@ pub fn synth(out: &Path, cfg: &dmsrec_data::synth::SynthConfig) -> Result<()> {
 pub fn sample(data: &Path, out: &Path, n_train: usize, n_test: usize, seed: u64) -> Result<()> {
     let (ds, index) = dmsrec_data::sample::sample(&tsv::read_dataset(data)?, n_train, n_test, seed)?;
     tsv::write_dataset(out, &ds)?;
-    dmsrec_data::atomic::write_atomic(&out.join(SAMPLE_INDEX), |w| {
+    dmsrec_data::atomic::write_atomic(&out.join(dmsrec_data::sample::SAMPLE_INDEX), |w| {
         serde_json::to_writer(&mut *w, &index)?;
         writeln!(w)
     })?;
@@ -92,8 +92,6 @@ pub fn sample(data: &Path, out: &Path, n_train: usize, n_test: usize, seed: u64)
     Ok(())
 }
 
-/// The file in a sampled dataset folder that lists which source examples it holds.
-pub const SAMPLE_INDEX: &str = "sample.json";
 
 pub fn download(source: DownloadSource, dir: &Path, base_url: Option<String>) -> Result<()> {
     use dmsrec_data::download::{eprint_progress, DownloadOptions, Source};
@@ -189,72 +187,80 @@ pub fn fusion_setup(a: &JointArgs, kind: ModelKind, ds: &Dataset) -> Result<Opti
     Ok(Some(FusionSetup { cfg, source: dir.clone(), intents }))
 }
 
-/// Trains one variant with `dmsrec_pipeline::train_one`, printing a line per epoch under a
-/// progress bar of batches.
-#[allow(clippy::too_many_arguments)]
-pub fn train_one(
-    ds: &Dataset,
-    data_dir: &Path,
-    model_cfg: &ModelConfig,
-    cfg: &TrainConfig,
+/// Prints a training run's events: a header, a progress bar of batches, a line per epoch and
+/// the final test line.
+pub struct RunPrinter {
+    header: String,
     protocol: Protocol,
-    run_dir: &Path,
-    fusion: Option<&FusionSetup>,
-    device: &Device,
-) -> Result<RunResult> {
-    let what = match protocol {
-        Protocol::Paper => "test",
-        Protocol::Valid => "valid",
-    };
-    let with = match fusion {
+    bar: std::cell::RefCell<Option<indicatif::ProgressBar>>,
+}
+
+impl RunPrinter {
+    pub fn new(header: &str, protocol: Protocol) -> Self {
+        Self { header: header.to_string(), protocol, bar: Default::default() }
+    }
+
+    pub fn on_event(&self, event: RunEvent) {
+        let what = match self.protocol {
+            Protocol::Paper => "test",
+            Protocol::Valid => "valid",
+        };
+        match event {
+            RunEvent::Started { parameters } => println!("{} ({parameters} parameters)", self.header),
+            RunEvent::Train(TrainEvent::Batch { epoch, done, total }) => {
+                let mut bar = self.bar.borrow_mut();
+                let b = bar
+                    .get_or_insert_with(|| crate::progress::batches(total as u64, &format!("epoch {epoch}")));
+                b.set_position(done as u64);
+                if done == total {
+                    b.finish_and_clear();
+                    *bar = None;
+                }
+            }
+            RunEvent::Train(TrainEvent::Epoch(e)) => println!(
+                "epoch {:>2}  lr {:.0e}  loss {:.4}  train {:.1}s  eval {:.1}s  {what}: {}",
+                e.epoch,
+                e.lr,
+                e.loss,
+                e.train_s,
+                e.eval_s,
+                e.metrics.paper_line()
+            ),
+            RunEvent::Finished(result) => println!(
+                "{:?} protocol, test ({}): {}",
+                self.protocol,
+                match self.protocol {
+                    Protocol::Paper => "best of each metric over epochs".to_string(),
+                    Protocol::Valid => format!("epoch {} chosen by valid MRR@20", result.chosen_epoch),
+                },
+                result.test.paper_line()
+            ),
+        }
+    }
+}
+
+/// Trains one variant with `dmsrec_pipeline::train_one`, printing its progress.
+pub fn train_one(spec: &RunSpec) -> Result<RunResult> {
+    let with = match spec.fusion {
         Some(f) => format!(
             " + intents ({}, {:?} fusion, align {}, σ {}, α {}, β {})",
             f.cfg.intents, f.cfg.recipe, f.cfg.align, f.cfg.sigma, f.cfg.alpha, f.cfg.beta
         ),
         None => String::new(),
     };
-    let bar = std::cell::RefCell::new(None::<indicatif::ProgressBar>);
-    let on_event = |event: RunEvent| match event {
-        RunEvent::Started { parameters } => println!(
-            "{}{with} on {} ({} train / {} test examples, {} items, {parameters} parameters), \
-             protocol {protocol:?}, seed {}",
-            model_cfg.kind(),
-            ds.name,
-            ds.train.len(),
-            ds.test.len(),
-            ds.n_items(),
-            cfg.seed
-        ),
-        RunEvent::Train(TrainEvent::Batch { epoch, done, total }) => {
-            let mut bar = bar.borrow_mut();
-            let b =
-                bar.get_or_insert_with(|| crate::progress::batches(total as u64, &format!("epoch {epoch}")));
-            b.set_position(done as u64);
-            if done == total {
-                b.finish_and_clear();
-                *bar = None;
-            }
-        }
-        RunEvent::Train(TrainEvent::Epoch(e)) => println!(
-            "epoch {:>2}  lr {:.0e}  loss {:.4}  train {:.1}s  eval {:.1}s  {what}: {}",
-            e.epoch,
-            e.lr,
-            e.loss,
-            e.train_s,
-            e.eval_s,
-            e.metrics.paper_line()
-        ),
-        RunEvent::Finished(result) => println!(
-            "{protocol:?} protocol, test ({}): {}",
-            match protocol {
-                Protocol::Paper => "best of each metric over epochs".to_string(),
-                Protocol::Valid => format!("epoch {} chosen by valid MRR@20", result.chosen_epoch),
-            },
-            result.test.paper_line()
-        ),
-    };
-    let spec = RunSpec { ds, data_dir, model: model_cfg, train: cfg, protocol, run_dir, fusion, device };
-    dmsrec_pipeline::train_one(&spec, &on_event)
+    let ds = spec.ds;
+    let header = format!(
+        "{}{with} on {} ({} train / {} test examples, {} items), protocol {:?}, seed {}",
+        spec.model.kind(),
+        ds.name,
+        ds.train.len(),
+        ds.test.len(),
+        ds.n_items(),
+        spec.protocol,
+        spec.train.seed
+    );
+    let printer = RunPrinter::new(&header, spec.protocol);
+    dmsrec_pipeline::train_one(spec, &|e| printer.on_event(e))
 }
 
 pub fn train(a: &TrainArgs) -> Result<Vec<RunResult>> {
@@ -271,7 +277,17 @@ pub fn train(a: &TrainArgs) -> Result<Vec<RunResult>> {
     let mut results = Vec::new();
     for p in protocols {
         let dir = protocol_dir(&a.out, p);
-        results.push(train_one(&ds, &a.data, &model_cfg, &cfg, p, &dir, joint.as_ref(), &device)?);
+        let spec = RunSpec {
+            ds: &ds,
+            data_dir: &a.data,
+            model: &model_cfg,
+            train: &cfg,
+            protocol: p,
+            run_dir: &dir,
+            fusion: joint.as_ref(),
+            device: &device,
+        };
+        results.push(train_one(&spec)?);
     }
     if let Some(path) = &a.results {
         write_results(path, a, &model_cfg, &ds, &results, joint.as_ref())?;
@@ -338,7 +354,7 @@ fn dataset_of(cfg: &CheckpointConfig, data: Option<&Path>) -> Result<(PathBuf, D
 /// The test intents a backbone + intents checkpoint was trained with (None for a plain one).
 pub fn checkpoint_test_intents(cfg: &CheckpointConfig, ds: &Dataset) -> Result<Option<IntentFeatures>> {
     let Some(record) = &cfg.joint else { return Ok(None) };
-    let (features, _) = load_intent_features(&record.intents, "test", ds.test.len(), record.config.intents)
+    let (features, _) = load_intent_features(&record.intents, "test", &ds.test, record.config.intents)
         .with_context(|| format!("the checkpoint's intents {}", record.intents.display()))?;
     Ok(Some(features))
 }

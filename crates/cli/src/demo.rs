@@ -5,10 +5,9 @@
 //! to the candidates, embedded with MiniLM (phase II) → joint training with the KL alignment
 //! (phase III), printed against the backbone alone. Every stage is kept in `--out` and reused.
 
-use crate::experiment::{self, ExperimentArgs};
+use dmsrec_pipeline::experiment::{ExperimentKind, ExperimentSpec, Recipe};
 use crate::DemoArgs;
 use anyhow::{Context, Result};
-use clap::Parser;
 use dmsrec_data::synth::{generate, SynthConfig};
 use dmsrec_data::tsv;
 use std::time::Instant;
@@ -30,31 +29,28 @@ pub fn run(a: &DemoArgs) -> Result<()> {
         ds.catalog.title(1)
     );
 
-    #[derive(Parser)]
-    struct Wrap {
-        #[command(flatten)]
-        inner: ExperimentArgs,
-    }
-    let s = |p: &std::path::Path| p.display().to_string();
     let run_dir = a.out.join("run");
     let report = a.out.join("report");
-    let args = Wrap::parse_from([
-        "experiment",
-        "table2",
-        "--data",
-        &s(&data_dir),
-        "--run",
-        &s(&run_dir),
-        "--k",
-        &a.k.to_string(),
-        "--epochs",
-        &a.epochs.to_string(),
-        "--seed",
-        &a.seed.to_string(),
-        "--report",
-        &s(&report),
-    ]);
-    experiment::run(&args.inner)?;
+    let spec = ExperimentSpec {
+        kind: ExperimentKind::Table2,
+        data: data_dir.clone(),
+        model: dmsrec_models::ModelKind::Srgnn,
+        run: run_dir.clone(),
+        intents: None,
+        crossfit_intents: None,
+        crossfit: None,
+        replay: None,
+        k: a.k,
+        epochs: a.epochs,
+        seed: a.seed,
+        seeds: 1,
+        recipe: Recipe::Tuned,
+        sigma: 0.2,
+        intent_dropout: 0.2,
+        report: Some(report.clone()),
+        results: None,
+    };
+    crate::experiment::run(&spec)?;
 
     // One test session with what the LLM made of it.
     let jsonl = run_dir.join("intents").join("intents_test.jsonl");

@@ -29,6 +29,9 @@ fn ascending_sample(rng: &mut ChaCha8Rng, len: usize, n: usize, what: &str) -> R
     Ok(picked)
 }
 
+/// The file in a sampled dataset folder that lists which source examples it holds.
+pub const SAMPLE_INDEX: &str = "sample.json";
+
 /// A seeded sample of `n_train` training and `n_test` test examples (one RNG, train drawn first).
 pub fn sample(ds: &Dataset, n_train: usize, n_test: usize, seed: u64) -> Result<(Dataset, SampleIndex)> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

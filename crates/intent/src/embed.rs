@@ -111,10 +111,9 @@ impl IntentEmbeddings {
         Ok(())
     }
 
-    /// Write as safetensors (tensors `explicit`, `latent`, `mask`, `explicit_from_latent`,
-    /// `latent_from_explicit`), through a temporary file in the same folder renamed into place.
-    pub fn write_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
+    /// The tensors of the file layout: `explicit`, `latent`, `mask`, `explicit_from_latent`,
+    /// `latent_from_explicit`.
+    fn tensors(&self) -> Result<HashMap<&'static str, Tensor>> {
         self.check()?;
         let (n, dim) = (self.len(), self.dim);
         let dev = Device::Cpu;
@@ -124,21 +123,12 @@ impl IntentEmbeddings {
         tensors.insert("mask", Tensor::from_slice(&self.mask, n, &dev)?);
         tensors.insert("explicit_from_latent", Tensor::from_slice(&self.explicit_from_latent, n, &dev)?);
         tensors.insert("latent_from_explicit", Tensor::from_slice(&self.latent_from_explicit, n, &dev)?);
+        Ok(tensors)
+    }
 
-        let parent = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".intent-emb.")
-            .suffix(".tmp")
-            .tempfile_in(parent)
-            .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
-        candle_core::safetensors::save(&tensors, tmp.path())
-            .with_context(|| format!("writing {}", tmp.path().display()))?;
-        tmp.persist(path).with_context(|| format!("renaming into {}", path.display()))?;
-        Ok(())
+    /// Write as safetensors (the tensors of [`Self::tensors`]), atomically.
+    pub fn write_safetensors(&self, path: impl AsRef<Path>) -> Result<()> {
+        save_atomic(path.as_ref(), &self.tensors()?)
     }
 
     /// Read a file written by [`Self::write_safetensors`].
@@ -187,6 +177,64 @@ impl IntentEmbeddings {
         };
         out.check()?;
         Ok(out)
+    }
+}
+
+/// Writes `tensors` as safetensors through a temporary file renamed into place.
+fn save_atomic(path: &Path, tensors: &HashMap<&str, Tensor>) -> Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    dmsrec_data::atomic::write_via_path(path, |tmp| {
+        candle_core::safetensors::save(tensors, tmp).map_err(std::io::Error::other)
+    })
+    .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The intent stage's `embeddings_<split>.safetensors`: E_e / E_l of some of a split's examples,
+/// row `r` belonging to example `index[r]` (whose target is `targets[r]`, kept to catch a file
+/// used with another split). The layout of [`IntentEmbeddings`] plus U32 `index` and `target`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitEmbeddings {
+    pub embeddings: IntentEmbeddings,
+    pub index: Vec<u32>,
+    pub targets: Vec<u32>,
+}
+
+impl SplitEmbeddings {
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let n = self.embeddings.len();
+        ensure!(
+            self.index.len() == n && self.targets.len() == n,
+            "{} embedding rows but {} example indices and {} targets",
+            n,
+            self.index.len(),
+            self.targets.len()
+        );
+        let mut tensors = self.embeddings.tensors()?;
+        tensors.insert("index", Tensor::from_slice(&self.index, n, &Device::Cpu)?);
+        tensors.insert("target", Tensor::from_slice(&self.targets, n, &Device::Cpu)?);
+        save_atomic(path, &tensors)
+    }
+
+    pub fn read(path: &Path) -> Result<Self> {
+        let mut tensors = candle_core::safetensors::load(path, &Device::Cpu)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let mut take = |name: &str| -> Result<Vec<u32>> {
+            let t = tensors.remove(name).with_context(|| format!("{}: no tensor {name:?}", path.display()))?;
+            t.to_vec1().with_context(|| format!("{}: {name} must be a U32 vector", path.display()))
+        };
+        let (index, targets) = (take("index")?, take("target")?);
+        let embeddings = IntentEmbeddings::from_tensors(tensors, path)?;
+        ensure!(
+            index.len() == embeddings.len() && targets.len() == embeddings.len(),
+            "{}: {} index entries and {} targets for {} rows",
+            path.display(),
+            index.len(),
+            targets.len(),
+            embeddings.len()
+        );
+        Ok(Self { embeddings, index, targets })
     }
 }
 
@@ -358,6 +406,25 @@ mod tests {
         let p0 = dir.path().join("empty.safetensors");
         empty.write_safetensors(&p0).unwrap();
         assert_eq!(IntentEmbeddings::read_safetensors(&p0).unwrap(), empty);
+    }
+
+    #[test]
+    fn split_embeddings_round_trip_and_refuse_mismatched_rows() {
+        let embeddings = agg(&[vec![("a", true)], vec![("d", false)]]);
+        let file = SplitEmbeddings { embeddings: embeddings.clone(), index: vec![4, 9], targets: vec![7, 1] };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("embeddings_test.safetensors");
+        file.write(&path).unwrap();
+        assert_eq!(SplitEmbeddings::read(&path).unwrap(), file);
+        // Readers of the plain layout still read the file.
+        assert_eq!(IntentEmbeddings::read_safetensors(&path).unwrap(), embeddings);
+        let short = SplitEmbeddings { embeddings: embeddings.clone(), index: vec![4], targets: vec![7, 1] };
+        assert!(short.write(&dir.path().join("short.safetensors")).is_err());
+        // A plain embeddings file has no index: the error names the file and the tensor.
+        let plain = dir.path().join("plain.safetensors");
+        embeddings.write_safetensors(&plain).unwrap();
+        let err = format!("{:#}", SplitEmbeddings::read(&plain).unwrap_err());
+        assert!(err.contains("plain.safetensors") && err.contains("index"), "{err}");
     }
 
     #[test]

@@ -219,10 +219,17 @@ pub struct ClickSegment {
 /// TAGNN's target attention, reduced to scalars: for item row i and session b,
 /// `out[i, b] = Σ_t β_it · values[i, t]` with `β_i = softmax_t(logits[i, t])` over the session's
 /// clicks t and its padded positions (logit 0, value 0). `logits` and `values` are `[items, clicks]`.
-/// This never builds the official `[batch, items, L, d]` tensors.
-pub fn target_attention(logits: &Tensor, values: &Tensor, segments: &[ClickSegment]) -> Result<Tensor> {
+/// This never builds the official `[batch, items, L, d]` tensors. With `keep_weights` (training)
+/// the forward pass keeps the weights β (one float per input element) so that the backward pass
+/// needs no exponentials; without it a backward pass recomputes them.
+pub fn target_attention(
+    logits: &Tensor,
+    values: &Tensor,
+    segments: &[ClickSegment],
+    keep_weights: bool,
+) -> Result<Tensor> {
     if logits.device().is_cpu() && logits.dtype() == candle_core::DType::F32 {
-        let op = TargetAttention { segments: segments.to_vec() };
+        let op = TargetAttention { segments: segments.to_vec(), keep_weights, kept: Default::default() };
         logits.contiguous()?.apply_op2(&values.contiguous()?, op)
     } else {
         target_attention_stock(logits, values, segments)
@@ -249,24 +256,27 @@ pub fn target_attention_stock(logits: &Tensor, values: &Tensor, segments: &[Clic
 
 struct TargetAttention {
     segments: Vec<ClickSegment>,
+    keep_weights: bool,
+    /// β of the last forward pass `[rows, cols]`, taken by the first backward pass.
+    kept: std::sync::Mutex<Option<Vec<f32>>>,
 }
 
 impl TargetAttention {
-    /// Per row and segment: the shift (max logit, 0 included when padded), the normaliser and
-    /// the output, in one pass over the clicks.
-    fn row_segment(&self, l: &[f32], v: &[f32], s: &ClickSegment) -> (f32, f32, f32) {
-        let cols = s.start..s.start + s.len;
-        let mut max = if s.pads > 0 { 0f32 } else { f32::NEG_INFINITY };
-        for t in cols.clone() {
-            max = max.max(l[t]);
-        }
-        let (mut den, mut num) = (s.pads as f32 * (-max).exp(), 0f32);
-        for t in cols {
-            let e = (l[t] - max).exp();
-            den += e;
-            num += e * v[t];
-        }
-        (max, den, num / den)
+    /// The shift of one row's softmax over a segment: its largest logit, 0 included when padded.
+    fn shift(l: &[f32], s: &ClickSegment) -> f32 {
+        let init = if s.pads > 0 { 0f32 } else { f32::NEG_INFINITY };
+        l[s.start..s.start + s.len].iter().copied().fold(init, f32::max)
+    }
+
+    /// Writes `exp(l_t − max)` of the segment's clicks into `e`; returns the normaliser (the
+    /// padded positions' mass included) and the output `Σ_t β_t v_t`.
+    fn weights(l: &[f32], v: &[f32], s: &ClickSegment, e: &mut Vec<f32>) -> (f32, f32) {
+        let max = Self::shift(l, s);
+        e.clear();
+        e.extend(l[s.start..s.start + s.len].iter().map(|&x| (x - max).exp()));
+        let den = e.iter().fold(s.pads as f32 * (-max).exp(), |acc, &x| acc + x);
+        let num: f32 = e.iter().zip(&v[s.start..s.start + s.len]).map(|(a, b)| a * b).sum();
+        (den, num / den)
     }
 }
 
@@ -290,46 +300,138 @@ impl CustomOp2 for TargetAttention {
         let values = contiguous::<f32>(s2, l2, "target_attention values")?;
         let b = self.segments.len();
         let mut out = vec![0f32; rows * b];
+        let mut beta = if self.keep_weights { vec![0f32; rows * cols] } else { Vec::new() };
+        let mut e = Vec::new();
         for i in 0..rows {
             let (l, v) = (&logits[i * cols..(i + 1) * cols], &values[i * cols..(i + 1) * cols]);
             for (k, s) in self.segments.iter().enumerate() {
-                out[i * b + k] = self.row_segment(l, v, s).2;
+                let (den, o) = Self::weights(l, v, s, &mut e);
+                out[i * b + k] = o;
+                if self.keep_weights {
+                    let row = &mut beta[i * cols + s.start..i * cols + s.start + s.len];
+                    row.iter_mut().zip(&e).for_each(|(w, &ej)| *w = ej / den);
+                }
             }
+        }
+        if self.keep_weights {
+            *self.kept.lock().map_err(|_| candle_core::Error::Msg("target attention: poisoned lock".into()))? =
+                Some(beta);
         }
         Ok((CpuStorage::F32(out), Shape::from((rows, b))))
     }
 
-    /// d out/d v_t = β_t and d out/d l_t = β_t (v_t − out) for the session's clicks t.
+    /// d out/d v_t = β_t and d out/d l_t = β_t (v_t − out) for the session's clicks t: from the
+    /// kept β ([`KeptWeightsGrad`]), or with β recomputed ([`TargetAttentionGrad`]) when none
+    /// was kept (evaluation mode, or a second backward pass over the same graph).
     fn bwd(
         &self,
         logits: &Tensor,
         values: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (rows, cols) = logits.dims2()?;
-        let l: Vec<f32> = logits.flatten_all()?.to_vec1()?;
-        let v: Vec<f32> = values.flatten_all()?.to_vec1()?;
-        let g: Vec<f32> = grad.contiguous()?.flatten_all()?.to_vec1()?;
+        let kept = self.kept.lock().ok().and_then(|mut k| k.take());
+        let both = match kept {
+            Some(beta) => {
+                let op = KeptWeightsGrad { segments: self.segments.clone(), beta };
+                values.contiguous()?.apply_op3_no_bwd(&res.contiguous()?, &grad.contiguous()?, &op)?
+            }
+            None => {
+                let op = TargetAttentionGrad { segments: self.segments.clone() };
+                logits.contiguous()?.apply_op3_no_bwd(&values.contiguous()?, &grad.contiguous()?, &op)?
+            }
+        };
+        Ok((Some(both.get(0)?), Some(both.get(1)?)))
+    }
+}
+
+/// The backward of [`TargetAttention`]: `[2, rows, cols]`, the logits' gradient then the values'.
+struct TargetAttentionGrad {
+    segments: Vec<ClickSegment>,
+}
+
+impl candle_core::CustomOp3 for TargetAttentionGrad {
+    fn name(&self) -> &'static str {
+        "target-attention-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (rows, cols) = l1.shape().dims2()?;
+        let l = contiguous::<f32>(s1, l1, "target_attention logits")?;
+        let v = contiguous::<f32>(s2, l2, "target_attention values")?;
+        let g = contiguous::<f32>(s3, l3, "target_attention gradient")?;
         let b = self.segments.len();
-        let (mut gl, mut gv) = (vec![0f32; rows * cols], vec![0f32; rows * cols]);
+        // Columns outside every segment (none in TAGNN) keep a zero gradient.
+        let mut out = vec![0f32; 2 * rows * cols];
+        let (gl, gv) = out.split_at_mut(rows * cols);
+        let mut e = Vec::new();
         for i in 0..rows {
-            let (li, vi) = (&l[i * cols..(i + 1) * cols], &v[i * cols..(i + 1) * cols]);
+            let row = i * cols..(i + 1) * cols;
+            let (li, vi) = (&l[row.clone()], &v[row.clone()]);
+            let (gli, gvi) = (&mut gl[row.clone()], &mut gv[row]);
             for (k, s) in self.segments.iter().enumerate() {
-                let (max, den, out) = self.row_segment(li, vi, s);
+                let (den, out) = TargetAttention::weights(li, vi, s, &mut e);
                 let gk = g[i * b + k];
-                for t in s.start..s.start + s.len {
-                    let beta = (li[t] - max).exp() / den;
-                    gv[i * cols + t] = gk * beta;
-                    gl[i * cols + t] = gk * beta * (vi[t] - out);
+                for (j, &ej) in e.iter().enumerate() {
+                    let t = s.start + j;
+                    gvi[t] = gk * (ej / den);
+                    gli[t] = gvi[t] * (vi[t] - out);
                 }
             }
         }
-        let shape = logits.shape();
-        Ok((
-            Some(Tensor::from_vec(gl, shape, logits.device())?),
-            Some(Tensor::from_vec(gv, shape, values.device())?),
-        ))
+        Ok((CpuStorage::F32(out), Shape::from((2, rows, cols))))
+    }
+}
+
+/// The backward of [`TargetAttention`] from its kept β: inputs `values`, the forward output and
+/// its gradient; `[2, rows, cols]` as [`TargetAttentionGrad`].
+struct KeptWeightsGrad {
+    segments: Vec<ClickSegment>,
+    beta: Vec<f32>,
+}
+
+impl candle_core::CustomOp3 for KeptWeightsGrad {
+    fn name(&self) -> &'static str {
+        "target-attention-kept-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (rows, cols) = l1.shape().dims2()?;
+        let v = contiguous::<f32>(s1, l1, "target_attention values")?;
+        let out = contiguous::<f32>(s2, l2, "target_attention output")?;
+        let g = contiguous::<f32>(s3, l3, "target_attention gradient")?;
+        if self.beta.len() != rows * cols {
+            candle_core::bail!("target_attention: kept {} weights for [{rows}, {cols}]", self.beta.len());
+        }
+        let b = self.segments.len();
+        let mut grads = vec![0f32; 2 * rows * cols];
+        let (gl, gv) = grads.split_at_mut(rows * cols);
+        for i in 0..rows {
+            for (k, s) in self.segments.iter().enumerate() {
+                let (gk, ok) = (g[i * b + k], out[i * b + k]);
+                for t in i * cols + s.start..i * cols + s.start + s.len {
+                    gv[t] = gk * self.beta[t];
+                    gl[t] = gv[t] * (v[t] - ok);
+                }
+            }
+        }
+        Ok((CpuStorage::F32(grads), Shape::from((2, rows, cols))))
     }
 }
 
@@ -442,17 +544,27 @@ mod tests {
             ClickSegment { start: 3, len: 1, pads: 0 },
             ClickSegment { start: 4, len: 3, pads: 1 },
         ];
-        let fused = target_attention(l.as_tensor(), v.as_tensor(), &segs).unwrap();
+        let fused = target_attention(l.as_tensor(), v.as_tensor(), &segs, true).unwrap();
         let stock = target_attention_stock(l.as_tensor(), v.as_tensor(), &segs).unwrap();
         assert_eq!(fused.dims(), &[5, 3]);
         let max_abs = |t: Tensor| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(max_abs((&fused - &stock).unwrap()) < 1e-6);
         let probe = Tensor::randn(0f32, 1.0, (5, 3), &dev).unwrap();
-        let ga = fused.mul(&probe).unwrap().sum_all().unwrap().backward().unwrap();
+        let loss = fused.mul(&probe).unwrap().sum_all().unwrap();
         let gb = stock.mul(&probe).unwrap().sum_all().unwrap().backward().unwrap();
-        for x in [&l, &v] {
-            assert!(max_abs((ga.get(x).unwrap() - gb.get(x).unwrap()).unwrap()) < 1e-5);
+        // The first backward pass uses the kept weights, the second recomputes them.
+        for pass in ["kept weights", "recomputed weights"] {
+            let ga = loss.backward().unwrap();
+            for x in [&l, &v] {
+                let diff = max_abs((ga.get(x).unwrap() - gb.get(x).unwrap()).unwrap());
+                assert!(diff < 1e-5, "{pass}: gradient differs by {diff}");
+            }
         }
+        // Without kept weights: the same values, and the backward pass recomputes the weights.
+        let eval = target_attention(l.as_tensor(), v.as_tensor(), &segs, false).unwrap();
+        assert_eq!(max_abs((&eval - &fused).unwrap()), 0.0);
+        let ge = eval.mul(&probe).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(max_abs((ge.get(&l).unwrap() - gb.get(&l).unwrap()).unwrap()) < 1e-5);
     }
 
     #[test]

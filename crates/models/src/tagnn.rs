@@ -155,7 +155,7 @@ impl Backbone for Tagnn {
         Ok(Encoded { session, attention: Some(global), context: Some(Arc::new(context)) })
     }
 
-    fn scores(&self, enc: &Encoded, _mode: &mut Mode) -> Result<Tensor> {
+    fn scores(&self, enc: &Encoded, mode: &mut Mode) -> Result<Tensor> {
         let states = enc
             .context
             .as_ref()
@@ -166,7 +166,7 @@ impl Backbone for Tagnn {
         // β_it = softmax_t(v_i · W_t h_t); the target term Σ_t β_it (h_t · v_i).
         let logits = items.matmul(&self.target.forward(&states.clicks)?.t()?)?;
         let values = items.matmul(&states.clicks.t()?)?;
-        let target = target_attention(&logits, &values, &states.segments)?;
+        let target = target_attention(&logits, &values, &states.segments, mode.is_train())?;
         base + target.t()?
     }
 }

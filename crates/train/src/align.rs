@@ -7,8 +7,8 @@
 use candle_core::{DType, Result, Tensor, D};
 use serde::{Deserialize, Serialize};
 
-/// Which alignment loss ties G to Ē_e and Ē_l.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Which alignment loss ties G to Ē_e and Ē_l (CLI and serde names: the variants in lowercase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Align {
     /// KL(softmax(G) ‖ softmax(Ē)), the paper's Eq. 10–11.
@@ -29,29 +29,10 @@ pub const TEMPERATURE: f64 = 0.2;
 /// Weight of the uniformity terms of DirectAU (the DirectAU paper's γ = 1).
 pub const DIRECTAU_GAMMA: f64 = 1.0;
 
-impl std::str::FromStr for Align {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "kl" => Ok(Align::Kl),
-            "contrastive" => Ok(Align::Contrastive),
-            "infonce" => Ok(Align::Infonce),
-            "directau" => Ok(Align::Directau),
-            "none" => Ok(Align::None),
-            _ => Err(format!("unknown alignment {s:?} (kl|contrastive|infonce|directau|none)")),
-        }
-    }
-}
-
 impl std::fmt::Display for Align {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Align::Kl => "kl",
-            Align::Contrastive => "contrastive",
-            Align::Infonce => "infonce",
-            Align::Directau => "directau",
-            Align::None => "none",
-        })
+        use clap::ValueEnum;
+        f.write_str(self.to_possible_value().expect("no skipped variants").get_name())
     }
 }
 

@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How the reported epoch is chosen (CLI and serde names: `paper`, `valid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Paper,
@@ -36,17 +37,6 @@ impl Protocol {
         match self {
             Protocol::Paper => "paper",
             Protocol::Valid => "valid",
-        }
-    }
-}
-
-impl std::str::FromStr for Protocol {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "paper" => Ok(Protocol::Paper),
-            "valid" => Ok(Protocol::Valid),
-            _ => Err(format!("unknown protocol {s:?} (paper|valid)")),
         }
     }
 }
