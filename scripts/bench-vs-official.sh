@@ -3,7 +3,8 @@
 # training batches (scripts/official-bench/bench_official.py) and `dmsrec bench train` on M
 # batches, both 1 thread, on the ML-1M split; writes results/bench__<model>__ml-1m-paper.json.
 # Usage: PYTHON=/tmp/torch/bin/python CODE=/tmp/gce-official scripts/bench-vs-official.sh gcegnn N M
-# CODE is a checkout of CCIIPLab/GCE-GNN or CRIPAC-DIG/TAGNN (not part of this repository).
+# CODE is a checkout of CCIIPLab/GCE-GNN, CRIPAC-DIG/TAGNN or wangjlgz/Hypergraph-Session-Recommendation
+# (SHARE; not part of this repository).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=$1 official_batches=${2:-10} dmsrec_batches=${3:-60}

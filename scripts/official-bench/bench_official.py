@@ -1,8 +1,11 @@
-"""Times the official PyTorch code of GCE-GNN (CCIIPLab/GCE-GNN) or TAGNN (CRIPAC-DIG/TAGNN),
+"""Times the official PyTorch code of GCE-GNN (CCIIPLab/GCE-GNN), TAGNN (CRIPAC-DIG/TAGNN) or SHARE
+(wangjlgz/Hypergraph-Session-Recommendation),
 unmodified and imported from the checkout given by --code, on N training batches of a dmsrec TSV
 split, with the official training step (Adam lr 1e-3, L2 1e-5, batch 100, d = 100) and its
-per-batch data preparation. Prints one JSON object: epoch seconds extrapolated from the N batches,
-the time to build the inputs once, and the peak RSS. Needs numpy and torch (and networkx for TAGNN).
+per-batch data preparation (SHARE: L2 0 and its other defaults, imported through
+scripts/official-share/official_share.py). Prints one JSON object: epoch seconds extrapolated from the N batches,
+the time to build the inputs once, and the peak RSS. Needs numpy and torch (and networkx for TAGNN;
+scipy, networkx, nltk and pandas for SHARE, whose utils.py imports them).
 
 The GCE-GNN global graph is built as its build_graph.py does (that script only knows the official
 datasets' names), then sampled by the official utils.handle_adj."""
@@ -39,7 +42,7 @@ def global_graph(seqs, num, sample_num=12):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--model", choices=["gcegnn", "tagnn"], required=True)
+    p.add_argument("--model", choices=["gcegnn", "tagnn", "share"], required=True)
     p.add_argument("--code", required=True, help="checkout of the official repository")
     p.add_argument("--data", required=True)
     p.add_argument("--batches", type=int, default=20)
@@ -49,9 +52,14 @@ def main():
     torch.set_num_threads(a.threads)
     np.random.seed(a.seed)
     torch.manual_seed(a.seed)
-    sys.path.insert(0, a.code)
-    import model as official_model  # noqa: E402
-    import utils as official_utils  # noqa: E402
+    if a.model == "share":
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "official-share"))
+        import official_share  # noqa: E402
+        official_model, official_utils = official_share.load(a.code)
+    else:
+        sys.path.insert(0, a.code)
+        import model as official_model  # noqa: E402
+        import utils as official_utils  # noqa: E402
 
     train = read_tsv(os.path.join(a.data, "train.tsv"))
     n_node = max(max(max(s) for s in train[0]), max(train[1])) + 1
@@ -78,6 +86,22 @@ def main():
             model.optimizer.zero_grad()
             targets, scores = official_model.forward(model, batch)
             loss = model.loss_function(scores, targets.long() - 1)
+            loss.backward()
+            model.optimizer.step()
+            steps.append(time.time() - t)
+    elif a.model == "share":
+        opt = official_share.options()
+        data = official_utils.Data(official_share.read_tsv(os.path.join(a.data, "train.tsv")), opt.window)
+        model = official_model.SessionGraph(opt, n_node)
+        prep_s = time.time() - t0
+        slices = data.generate_batch(100, True)
+        n_epoch = len(slices)
+        model.train()
+        for i in slices[: a.batches]:
+            t = time.time()
+            model.optimizer.zero_grad()
+            targets, scores = official_model.forward(model, *data.get_slice(i))
+            loss = model.loss_function(scores, torch.Tensor(targets).long() - 1)
             loss.backward()
             model.optimizer.step()
             steps.append(time.time() - t)

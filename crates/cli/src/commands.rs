@@ -92,6 +92,21 @@ pub fn sample(data: &Path, out: &Path, n_train: usize, n_test: usize, seed: u64)
     Ok(())
 }
 
+pub fn per_session(data: &Path, out: &Path, drop_last: usize) -> Result<()> {
+    let (ds, report) = dmsrec_data::per_session::one_per_session(&tsv::read_dataset(data)?, drop_last)?;
+    tsv::write_dataset(out, &ds)?;
+    println!(
+        "wrote {}: {} train examples from {} sessions ({} too short), {} test examples from {} sessions ({} too short)",
+        out.display(),
+        ds.train.len(),
+        report.train_sessions,
+        report.skipped_train,
+        ds.test.len(),
+        report.test_sessions,
+        report.skipped_test
+    );
+    Ok(())
+}
 
 pub fn download(source: DownloadSource, dir: &Path, base_url: Option<String>) -> Result<()> {
     use dmsrec_data::download::{eprint_progress, DownloadOptions, Source};
@@ -151,7 +166,7 @@ pub fn train_config(a: &TrainArgs) -> TrainConfig {
         ..Default::default()
     };
     cfg.adam.lr = a.lr;
-    cfg.adam.weight_decay = a.l2;
+    cfg.adam.weight_decay = a.l2.unwrap_or_else(|| dmsrec_train::optim::official_l2(a.model));
     cfg.patience = Some(a.patience);
     cfg.session_dropout = a.session_dropout;
     cfg
@@ -319,7 +334,7 @@ fn write_results(
         "chosen_epoch": results.iter().map(|r| (r.protocol.name(), r.chosen_epoch)).collect::<std::collections::BTreeMap<_, _>>(),
         "schedule": train_config(a).schedule,
         "lr": a.lr,
-        "l2": a.l2,
+        "l2": train_config(a).adam.weight_decay,
         "session_dropout": a.session_dropout,
         "command": command_line(),
         "git": git_revision(),

@@ -93,6 +93,18 @@ enum DataCommand {
         #[arg(long, default_value_t = 2024)]
         seed: u64,
     },
+    /// One example per session (the authors' MSGIFSR Beauty split): each training session and
+    /// each test session rebuilt from the prefix rows, minus its last --drop-last items, gives
+    /// all but its last item → that item.
+    PerSession {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Items dropped from the end of each session first (1: predict the second-to-last item).
+        #[arg(long, default_value_t = 1)]
+        drop_last: usize,
+    },
     /// Download raw MovieLens-1M or Amazon Beauty 2014 (checksum-verified, resumable).
     Download {
         #[arg(value_enum)]
@@ -153,8 +165,8 @@ pub enum ProtocolArg {
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ScheduleArg {
-    /// StepLR ×0.1 every 3 epochs, stepped as the model's official code does (SR-GNN and TAGNN
-    /// before each epoch, so the rate drops after 2 epochs; GCE-GNN after each epoch).
+    /// StepLR ×0.1 every 3 epochs, stepped as the model's official code does (SR-GNN, TAGNN and
+    /// SHARE before each epoch, so the rate drops after 2 epochs; GCE-GNN after each epoch).
     Step,
     Constant,
     Cosine,
@@ -185,9 +197,10 @@ pub struct TrainArgs {
     pub batch_size: usize,
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
-    /// L2 added to the gradient (PyTorch Adam weight_decay).
-    #[arg(long, default_value_t = 1e-5)]
-    pub l2: f64,
+    /// L2 added to the gradient (PyTorch Adam weight_decay; default: the model's official
+    /// value, 1e-5, or 0 for SHARE).
+    #[arg(long)]
+    pub l2: Option<f64>,
     #[arg(long, value_enum, default_value = "step")]
     pub schedule: ScheduleArg,
     #[arg(long, default_value_t = 2024)]
@@ -334,6 +347,9 @@ fn main() -> Result<()> {
         }
         Command::Data(DataCommand::Sample { data, out, train, test, seed }) => {
             commands::sample(&data, &out, train, test, seed)
+        }
+        Command::Data(DataCommand::PerSession { data, out, drop_last }) => {
+            commands::per_session(&data, &out, drop_last)
         }
         Command::Data(DataCommand::Download { source, dir, base_url }) => {
             commands::download(source, &dir, base_url)

@@ -14,6 +14,7 @@ pub mod csv;
 pub mod download;
 pub mod error;
 pub mod movielens;
+pub mod per_session;
 pub mod pickle;
 pub mod sample;
 pub mod stats;

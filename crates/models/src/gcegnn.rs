@@ -15,7 +15,7 @@
 
 use crate::global_graph::GlobalGraph;
 use crate::init::{Dense, ParamStore};
-use crate::ops::segment_softmax;
+use crate::ops::{row_sums, segment_softmax};
 use crate::{dot_scores, Backbone, BuildCtx, DataShape, Encoded, Mode, ModelKind};
 use candle_core::{Result, Tensor, D};
 use serde::{Deserialize, Serialize};
@@ -292,13 +292,6 @@ impl GceGnn {
         }
         Ok(vectors.swap_remove(0))
     }
-}
-
-/// Row sums `[rows, d] → [rows]` as a product with a ones vector (the reduction's backward is
-/// then a product too, much faster on CPU than candle's broadcast reduction).
-fn row_sums(x: &Tensor) -> Result<Tensor> {
-    let ones = Tensor::ones((x.dim(1)?, 1), x.dtype(), x.device())?;
-    x.matmul(&ones)?.squeeze(1)
 }
 
 impl Backbone for GceGnn {

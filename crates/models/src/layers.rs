@@ -1,5 +1,5 @@
 //! Blocks shared by several backbones: SR-GNN's gated graph cell (also TAGNN's and
-//! Atten-Mixer's encoder) and its soft-attention scores.
+//! Atten-Mixer's encoder), its soft-attention scores, and layer normalisation.
 
 use crate::graph::{Edges, PackedGraphs};
 use crate::init::{Dense, ParamStore};
@@ -158,4 +158,28 @@ pub(crate) fn sum_per_session(
 ) -> Result<Tensor> {
     let weighted = x.broadcast_mul(weights)?;
     Tensor::zeros((batch, x.dim(1)?), x.dtype(), x.device())?.index_add(sessions, &weighted, 0)
+}
+
+/// `nn.LayerNorm` over the last dimension (biased variance), written with differentiable
+/// primitives because candle's fused layer norm has no backward pass.
+#[derive(Debug, Clone)]
+pub(crate) struct LayerNorm {
+    pub(crate) gain: Tensor,
+    pub(crate) bias: Tensor,
+    pub(crate) eps: f64,
+}
+
+impl LayerNorm {
+    /// Gain and bias uniform(±bound): the models that use it initialise them like every other
+    /// parameter (SHARE's `reset_parameters` does, so its gains start near ±0.1, not at 1).
+    pub(crate) fn new(ps: &ParamStore, d: usize, name: &str, bound: f64, eps: f64) -> Result<Self> {
+        let ps = ps.pp(name);
+        Ok(Self { gain: ps.uniform(&[d], "weight", bound)?, bias: ps.uniform(&[d], "bias", bound)?, eps })
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        centred.broadcast_div(&(var + self.eps)?.sqrt()?)?.broadcast_mul(&self.gain)?.broadcast_add(&self.bias)
+    }
 }

@@ -13,6 +13,7 @@ pub mod graph;
 pub mod init;
 pub(crate) mod layers;
 pub mod ops;
+pub mod share;
 pub mod srgnn;
 pub mod tagnn;
 
@@ -24,6 +25,7 @@ use std::sync::Arc;
 
 pub use gcegnn::{GceGnn, GceGnnConfig};
 pub use init::{Dense, ParamStore};
+pub use share::{Share, ShareConfig};
 pub use srgnn::{SrGnn, SrGnnConfig};
 pub use tagnn::{Tagnn, TagnnConfig};
 
@@ -109,10 +111,11 @@ pub enum ModelKind {
     Srgnn,
     Tagnn,
     Gcegnn,
+    Share,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 3] = [ModelKind::Srgnn, ModelKind::Tagnn, ModelKind::Gcegnn];
+    pub const ALL: [ModelKind; 4] = [ModelKind::Srgnn, ModelKind::Tagnn, ModelKind::Gcegnn, ModelKind::Share];
 
     /// The name in configs, run folders and results files.
     pub fn name(self) -> &'static str {
@@ -120,6 +123,7 @@ impl ModelKind {
             ModelKind::Srgnn => "srgnn",
             ModelKind::Tagnn => "tagnn",
             ModelKind::Gcegnn => "gcegnn",
+            ModelKind::Share => "share",
         }
     }
 
@@ -129,6 +133,7 @@ impl ModelKind {
             ModelKind::Srgnn => "SR-GNN",
             ModelKind::Tagnn => "TAGNN",
             ModelKind::Gcegnn => "GCE-GNN",
+            ModelKind::Share => "SHARE",
         }
     }
 }
@@ -163,6 +168,7 @@ pub enum ModelConfig {
     Srgnn(SrGnnConfig),
     Tagnn(TagnnConfig),
     Gcegnn(GceGnnConfig),
+    Share(ShareConfig),
 }
 
 impl ModelConfig {
@@ -172,6 +178,7 @@ impl ModelConfig {
             ModelKind::Srgnn => ModelConfig::Srgnn(SrGnnConfig::new(shape.n_items)),
             ModelKind::Tagnn => ModelConfig::Tagnn(TagnnConfig::new(shape)),
             ModelKind::Gcegnn => ModelConfig::Gcegnn(GceGnnConfig::new(shape)),
+            ModelKind::Share => ModelConfig::Share(ShareConfig::new(shape.n_items)),
         }
     }
 
@@ -202,6 +209,7 @@ impl ModelConfig {
             ModelConfig::Srgnn(_) => ModelKind::Srgnn,
             ModelConfig::Tagnn(_) => ModelKind::Tagnn,
             ModelConfig::Gcegnn(_) => ModelKind::Gcegnn,
+            ModelConfig::Share(_) => ModelKind::Share,
         }
     }
 
@@ -211,6 +219,7 @@ impl ModelConfig {
             ModelConfig::Srgnn(c) => Box::new(SrGnn::new(c.clone(), ps)?),
             ModelConfig::Tagnn(c) => Box::new(Tagnn::new(c.clone(), ps)?),
             ModelConfig::Gcegnn(c) => Box::new(GceGnn::new(c.clone(), ps, ctx)?),
+            ModelConfig::Share(c) => Box::new(Share::new(c.clone(), ps)?),
         })
     }
 
@@ -221,6 +230,7 @@ impl ModelConfig {
             ModelConfig::Gcegnn(c) => {
                 [c.dropout_gcn, c.dropout_local, c.dropout_global].iter().any(|&p| p > 0.0)
             }
+            ModelConfig::Share(c) => c.dropout > 0.0,
         }
     }
 
@@ -229,6 +239,7 @@ impl ModelConfig {
             ModelConfig::Srgnn(c) => c.n_items,
             ModelConfig::Tagnn(c) => c.n_items,
             ModelConfig::Gcegnn(c) => c.n_items,
+            ModelConfig::Share(c) => c.n_items,
         }
     }
 }

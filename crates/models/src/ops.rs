@@ -190,6 +190,13 @@ pub fn dropout(x: &Tensor, p: f64, rng: &mut rand_chacha::ChaCha8Rng) -> Result<
     x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?)
 }
 
+/// Row sums `[rows, d] → [rows]` as a product with a ones vector (the reduction's backward is
+/// then a product too, much faster on CPU than candle's broadcast reduction).
+pub fn row_sums(x: &Tensor) -> Result<Tensor> {
+    let ones = Tensor::ones((x.dim(1)?, 1), x.dtype(), x.device())?;
+    x.matmul(&ones)?.squeeze(1)
+}
+
 /// Softmax of `logits [e]` within each segment (`segment[i]` names the segment of entry i, one
 /// of `0..n_segments`). The per-segment maximum is taken on the host and held constant, which
 /// leaves the softmax and its gradient unchanged.

@@ -14,7 +14,8 @@
 //! §7): G is SR-GNN's/TAGNN's attention vector s_g (GCE-GNN: S), their intent dropout and KL
 //! weight λ (= σ, with α = β = 1), and the intent projection frozen at its random initial value
 //! because it is created after their optimizer — for GCE-GNN the whole fusion layer, including a
-//! random d×d block on S, is frozen too.
+//! random d×d block on S, is frozen too. SHARE's copy creates them before the optimizer, so
+//! they train; its G is the transformer output before the final LayerNorm (their `ht1`).
 //!
 //! The intents travel with each batch ([`IntentBatch`]); the fusion holds only its parameters.
 
@@ -60,13 +61,29 @@ pub enum FusionRecipe {
     Authors,
 }
 
-/// The authors' settings for one backbone: (intent dropout, λ, fusion layer frozen).
-pub fn authors_settings(kind: ModelKind) -> (f64, f64, bool) {
-    match kind {
-        ModelKind::Srgnn => (0.2, 0.0, false),
-        ModelKind::Tagnn => (0.2, 0.3, false),
-        ModelKind::Gcegnn => (0.6, 0.7, true),
-    }
+/// What the authors' code does with the intents of one backbone (`backbones.md` §7).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AuthorsSettings {
+    /// Dropout on E_e, E_l before the projection.
+    pub intent_dropout: f64,
+    /// Their KL weight λ (used as σ, with α = β = 1).
+    pub lambda: f64,
+    /// Whether their intent projection trains: only where it is created before the optimizer
+    /// (SHARE); elsewhere it stays at its random initial value.
+    pub projection_trained: bool,
+    /// Whether their whole fusion layer is frozen (GCE-GNN, including a d×d block on S).
+    pub fusion_frozen: bool,
+}
+
+/// The authors' settings for one backbone.
+pub fn authors_settings(kind: ModelKind) -> AuthorsSettings {
+    let (intent_dropout, lambda, projection_trained, fusion_frozen) = match kind {
+        ModelKind::Srgnn => (0.2, 0.0, false, false),
+        ModelKind::Tagnn => (0.2, 0.3, false, false),
+        ModelKind::Gcegnn => (0.6, 0.7, false, true),
+        ModelKind::Share => (0.3, 0.2, true, false),
+    };
+    AuthorsSettings { intent_dropout, lambda, projection_trained, fusion_frozen }
 }
 
 /// Hyper-parameters of the fusion and alignment; recorded with every result.
@@ -106,14 +123,14 @@ impl Default for FusionConfig {
 impl FusionConfig {
     /// The authors' recipe for `kind`: their intent dropout, KL alignment weighted by their λ.
     pub fn authors(kind: ModelKind, intents: IntentUse, intent_dim: usize) -> Self {
-        let (intent_dropout, lambda, _) = authors_settings(kind);
+        let authors = authors_settings(kind);
         Self {
             intents,
             align: Align::Kl,
             alpha: 1.0,
             beta: 1.0,
-            sigma: lambda,
-            intent_dropout,
+            sigma: authors.lambda,
+            intent_dropout: authors.intent_dropout,
             intent_dim,
             recipe: FusionRecipe::Authors,
         }
@@ -258,8 +275,9 @@ impl IntentFusion {
         let bound = 1.0 / (d as f64).sqrt();
         let ps = ps.pp("intent");
         let authors = cfg.recipe == FusionRecipe::Authors;
-        let fusion_frozen = authors && authors_settings(backbone.kind()).2;
-        let projection_ps = if authors { ps.frozen() } else { ps.clone() };
+        let settings = authors_settings(backbone.kind());
+        let fusion_frozen = authors && settings.fusion_frozen;
+        let projection_ps = if authors && !settings.projection_trained { ps.frozen() } else { ps.clone() };
         let fusion_ps = if fusion_frozen { ps.frozen() } else { ps.clone() };
         let projection = Dense::new(&projection_ps, cfg.intent_dim, d, true, "projection", bound)?;
         let block = |on: bool, name: &str| -> Result<Option<Dense>> {
@@ -509,7 +527,8 @@ mod tests {
         let stored = ps.snapshot().unwrap();
         assert!(stored.contains_key("intent.projection.weight"), "frozen values are saved");
         assert!(!stored.contains_key("intent.fuse_session.weight"));
-        let (dropout, lambda, frozen) = authors_settings(ModelKind::Gcegnn);
-        assert_eq!((dropout, lambda, frozen), (0.6, 0.7, true));
+        let gce = authors_settings(ModelKind::Gcegnn);
+        assert_eq!((gce.intent_dropout, gce.lambda, gce.fusion_frozen), (0.6, 0.7, true));
+        assert!(authors_settings(ModelKind::Share).projection_trained, "SHARE creates it before the optimizer");
     }
 }

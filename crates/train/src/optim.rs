@@ -143,7 +143,7 @@ impl Schedule {
     pub fn official_for(kind: dmsrec_models::ModelKind) -> Self {
         use dmsrec_models::ModelKind;
         let official_offset = match kind {
-            ModelKind::Srgnn | ModelKind::Tagnn => true,
+            ModelKind::Srgnn | ModelKind::Tagnn | ModelKind::Share => true,
             ModelKind::Gcegnn => false,
         };
         Schedule::Step { step: 3, gamma: 0.1, official_offset }
@@ -162,6 +162,15 @@ impl Schedule {
                 min + 0.5 * (base - min) * (1.0 + (std::f64::consts::PI * t).cos())
             }
         }
+    }
+}
+
+/// Adam's weight decay in each model's official code: 1e-5, except SHARE's 0.
+pub fn official_l2(kind: dmsrec_models::ModelKind) -> f64 {
+    use dmsrec_models::ModelKind;
+    match kind {
+        ModelKind::Srgnn | ModelKind::Tagnn | ModelKind::Gcegnn => 1e-5,
+        ModelKind::Share => 0.0,
     }
 }
 
