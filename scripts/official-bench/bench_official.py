@@ -91,7 +91,7 @@ def main():
             steps.append(time.time() - t)
     elif a.model == "share":
         opt = official_share.options()
-        data = official_utils.Data(official_share.read_tsv(os.path.join(a.data, "train.tsv")), opt.window)
+        data = official_utils.Data(official_share.as_official(*train), opt.window)
         model = official_model.SessionGraph(opt, n_node)
         prep_s = time.time() - t0
         slices = data.generate_batch(100, True)

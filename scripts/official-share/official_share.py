@@ -27,15 +27,19 @@ def options(l2=0.0):
                               step=2, window=1, dropout=0.3, nonhybrid=False, dataset="ml-1m")
 
 
-def read_tsv(path):
+def as_official(seqs, targets):
     """A split as the official Data() takes it. The sequences are handed over as a NumPy object
     array: the official `np.asarray(inputs)` of ragged lists worked on the NumPy of its day and
     is an error now (the authors' copy passes dtype=object for the same reason)."""
+    inputs = np.empty(len(seqs), dtype=object)
+    inputs[:] = seqs
+    return inputs, targets
+
+
+def read_tsv(path):
     seqs, targets = [], []
     for line in open(path):
         items, target = line.rstrip("\n").split("\t")
         seqs.append([int(x) for x in items.split()])
         targets.append(int(target))
-    inputs = np.empty(len(seqs), dtype=object)
-    inputs[:] = seqs
-    return inputs, targets
+    return as_official(seqs, targets)

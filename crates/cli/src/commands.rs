@@ -324,6 +324,7 @@ fn write_results(
         metrics.insert(r.protocol.name().into(), serde_json::to_value(r.test.paper_subset())?);
         epoch_s.extend(r.epochs.iter().map(|e| e.train_s));
     }
+    let train_cfg = train_config(a);
     let value = json!({
         "model": a.model,
         "model_config": model_cfg,
@@ -332,9 +333,9 @@ fn write_results(
         "joint": joint.map(FusionSetup::record),
         "metrics": metrics,
         "chosen_epoch": results.iter().map(|r| (r.protocol.name(), r.chosen_epoch)).collect::<std::collections::BTreeMap<_, _>>(),
-        "schedule": train_config(a).schedule,
+        "schedule": train_cfg.schedule,
         "lr": a.lr,
-        "l2": train_config(a).adam.weight_decay,
+        "l2": train_cfg.adam.weight_decay,
         "session_dropout": a.session_dropout,
         "command": command_line(),
         "git": git_revision(),

@@ -66,12 +66,11 @@ impl HyperAttention {
         })
     }
 
-    fn forward(&self, g: &Hypergraphs, x: &Tensor, dropout: f64, mode: &mut Mode) -> Result<Tensor> {
+    fn forward(&self, inc: &Incidence, x: &Tensor, dropout: f64, mode: &mut Mode) -> Result<Tensor> {
         let dev = x.device();
         let (n_nodes, d) = x.dims2()?;
         let scale = 1.0 / (d as f64).sqrt();
-        let pair_edge = Tensor::new(g.pair_edge.as_slice(), dev)?;
-        let pair_node = Tensor::new(g.pair_node.as_slice(), dev)?;
+        let (pair_edge, pair_node, n_edges) = (&inc.pair_edge, &inc.pair_node, inc.n_edges);
         let x_att = x.matmul(&self.weight2)?;
         let values = match &self.transfer {
             Some(w) => x.matmul(w)?,
@@ -79,17 +78,24 @@ impl HyperAttention {
         };
         // Node → hyperedge: u scores each member node.
         let node_logits = (x_att.matmul(&self.context.t()?)?.squeeze(1)? * scale)?;
-        let a1 = segment_softmax(&node_logits.index_select(&pair_node, 0)?, &pair_edge, g.n_edges)?;
+        let a1 = segment_softmax(&node_logits.index_select(pair_node, 0)?, pair_edge, n_edges)?;
         let a1 = mode.dropout(&a1, dropout)?;
-        let members = values.index_select(&pair_node, 0)?.broadcast_mul(&a1.unsqueeze(1)?)?;
-        let edges = Tensor::zeros((g.n_edges, d), x.dtype(), dev)?.index_add(&pair_edge, &members, 0)?;
+        let members = values.index_select(pair_node, 0)?.broadcast_mul(&a1.unsqueeze(1)?)?;
+        let edges = Tensor::zeros((n_edges, d), x.dtype(), dev)?.index_add(pair_edge, &members, 0)?;
         // Hyperedge → node: each node scores the hyperedges it belongs to.
-        let edge_keys = edges.matmul(&self.weight3)?.index_select(&pair_edge, 0)?;
-        let logits = (row_sums(&(x_att.index_select(&pair_node, 0)? * edge_keys)?)? * scale)?;
-        let a2 = mode.dropout(&segment_softmax(&logits, &pair_node, n_nodes)?, dropout)?;
-        let incoming = edges.index_select(&pair_edge, 0)?.broadcast_mul(&a2.unsqueeze(1)?)?;
-        Tensor::zeros((n_nodes, d), x.dtype(), dev)?.index_add(&pair_node, &incoming, 0)
+        let edge_keys = edges.matmul(&self.weight3)?.index_select(pair_edge, 0)?;
+        let logits = (row_sums(&(x_att.index_select(pair_node, 0)? * edge_keys)?)? * scale)?;
+        let a2 = mode.dropout(&segment_softmax(&logits, pair_node, n_nodes)?, dropout)?;
+        let incoming = edges.index_select(pair_edge, 0)?.broadcast_mul(&a2.unsqueeze(1)?)?;
+        Tensor::zeros((n_nodes, d), x.dtype(), dev)?.index_add(pair_node, &incoming, 0)
     }
+}
+
+/// A batch's incidence pairs as index tensors, built once and shared by every layer.
+struct Incidence {
+    pair_edge: Tensor,
+    pair_node: Tensor,
+    n_edges: usize,
 }
 
 /// The packed hypergraphs of a batch.
@@ -226,9 +232,14 @@ impl Backbone for Share {
         let (b, p) = (sessions.len(), self.cfg.dropout);
         let g = Hypergraphs::build(sessions, self.cfg.window);
         let x0 = self.embedding.index_select(&Tensor::new(g.node_items.as_slice(), dev)?, 0)?;
+        let incidence = Incidence {
+            pair_edge: Tensor::new(g.pair_edge.as_slice(), dev)?,
+            pair_node: Tensor::new(g.pair_node.as_slice(), dev)?,
+            n_edges: g.n_edges,
+        };
         let mut x = x0.clone();
         for layer in &self.hypergraph_layers {
-            let propagated = layer.forward(&g, &x, p, mode)?;
+            let propagated = layer.forward(&incidence, &x, p, mode)?;
             x = (mode.dropout(&propagated, p)? + &x0)?;
         }
         let click_sessions = Tensor::new(g.click_sessions.as_slice(), dev)?;
