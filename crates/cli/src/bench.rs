@@ -1,11 +1,11 @@
 //! `dmsrec bench train`: time training steps and evaluation on a real dataset.
 
-use dmsrec_pipeline::provenance::{command_line, git_revision, median, peak_rss_mb};
 use anyhow::Result;
 use candle_core::Device;
 use clap::Args;
 use dmsrec_data::{tsv, Example};
 use dmsrec_models::{BuildCtx, DataShape, ModelConfig, ModelKind, ParamStore};
+use dmsrec_pipeline::provenance::{command_line, git_revision, median, peak_rss_mb};
 use dmsrec_train::trainer::batch_loss;
 use dmsrec_train::{evaluate_ranks, Adam, AdamConfig, Plain};
 use rand::seq::SliceRandom;

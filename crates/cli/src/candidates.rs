@@ -1,11 +1,11 @@
 //! `dmsrec candidates`: phase I from the command line (the stage is
 //! `dmsrec_pipeline::candidates`).
 
+use crate::commands::RunPrinter;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use dmsrec_pipeline::candidates::{CandidatesEvent, CandidatesSpec};
 use dmsrec_pipeline::Split;
-use crate::commands::RunPrinter;
 use dmsrec_train::Protocol;
 use std::path::PathBuf;
 

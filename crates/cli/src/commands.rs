@@ -1,6 +1,5 @@
 //! The data, train, evaluate and recommend subcommands.
 
-use dmsrec_pipeline::provenance::{command_line, git_revision, median, peak_rss_mb};
 use crate::{ImportArgs, ImportFormat, JointArgs, ProtocolArg, ScheduleArg, TrainArgs};
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
@@ -8,6 +7,7 @@ use clap::ValueEnum;
 use dmsrec_data::{stats::stats as dataset_stats, tsv, Dataset};
 use dmsrec_intent::candidates::top_k_of_row;
 use dmsrec_models::{parse_device, DataShape, ModelConfig, ModelKind};
+use dmsrec_pipeline::provenance::{command_line, git_revision, median, peak_rss_mb};
 use dmsrec_pipeline::{load_intent_features, load_split_intents, FusionSetup, RunEvent, RunSpec};
 use dmsrec_train::checkpoint::{self, CheckpointConfig};
 use dmsrec_train::fusion::{FusionConfig, FusionRecipe, IntentFeatures, IntentUse, Recommender};

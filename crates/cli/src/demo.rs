@@ -5,11 +5,11 @@
 //! to the candidates, embedded with MiniLM (phase II) → joint training with the KL alignment
 //! (phase III), printed against the backbone alone. Every stage is kept in `--out` and reused.
 
-use dmsrec_pipeline::experiment::{ExperimentKind, ExperimentSpec, Recipe};
 use crate::DemoArgs;
 use anyhow::{Context, Result};
 use dmsrec_data::synth::{generate, SynthConfig};
 use dmsrec_data::tsv;
+use dmsrec_pipeline::experiment::{ExperimentKind, ExperimentSpec, Recipe};
 use std::time::Instant;
 
 pub fn run(a: &DemoArgs) -> Result<()> {

@@ -107,10 +107,9 @@ pub fn run(spec: &ExperimentSpec) -> Result<()> {
             }
         }
         ExperimentEvent::Candidates(e) => candidates.on_event(e),
-        ExperimentEvent::Intents(e) => intents
-            .borrow_mut()
-            .get_or_insert_with(IntentsProgress::default)
-            .on_event(e),
+        ExperimentEvent::Intents(e) => {
+            intents.borrow_mut().get_or_insert_with(IntentsProgress::default).on_event(e)
+        }
         ExperimentEvent::IntentsDone(outcome) => {
             if let Some(p) = intents.borrow_mut().take() {
                 p.bar.finish_and_clear();

@@ -15,8 +15,8 @@ use dmsrec_intent::llm::{ChatRequest, GenerationSettings, LlmBackend};
 use dmsrec_intent::parse::{Matcher, ParseOptions, ParseStats, ParsedAnswer};
 use dmsrec_intent::prompt::{PromptBuilder, PromptOptions, PromptTemplate, RenderedPrompt};
 use dmsrec_pipeline::intents::{
-    default_gguf, load_gguf, require_encoder_dir, require_model_file, AnswerSource, IntentsEvent, IntentsOutcome,
-    IntentsSpec,
+    default_gguf, load_gguf, require_encoder_dir, require_model_file, AnswerSource, IntentsEvent,
+    IntentsOutcome, IntentsSpec,
 };
 use dmsrec_pipeline::provenance::{command_line, git_revision};
 use dmsrec_pipeline::Split;
@@ -306,7 +306,9 @@ fn with_bar_logging<T>(bar: &ProgressBar, f: impl FnOnce() -> T) -> T {
 /// the summary.
 pub fn run(spec: &IntentsSpec) -> Result<()> {
     let progress = IntentsProgress::default();
-    let outcome = with_bar_logging(&progress.bar, || dmsrec_pipeline::intents::intents(spec, &|e| progress.on_event(e)));
+    let outcome = with_bar_logging(&progress.bar, || {
+        dmsrec_pipeline::intents::intents(spec, &|e| progress.on_event(e))
+    });
     progress.bar.finish_and_clear();
     print_outcome(&outcome?);
     Ok(())
@@ -344,7 +346,9 @@ impl IntentsProgress {
                 });
             }
             IntentsEvent::Answered(n) => self.bar.inc(n as u64),
-            IntentsEvent::Stored { answered, prompts, hits, generated, generation_s } if self.bar.is_hidden() => {
+            IntentsEvent::Stored { answered, prompts, hits, generated, generation_s }
+                if self.bar.is_hidden() =>
+            {
                 let rate = generated as f64 / generation_s.max(1e-9);
                 let left = (self.bar.length().unwrap_or(0) as usize).saturating_sub(generated);
                 eprintln!(
@@ -360,7 +364,13 @@ impl IntentsProgress {
 
 pub fn print_outcome(o: &IntentsOutcome) {
     let stats = &o.parse;
-    println!("{}: {} examples, {} answers from the cache, {} generated", o.split.name(), o.examples, o.cache_hits, o.generated);
+    println!(
+        "{}: {} examples, {} answers from the cache, {} generated",
+        o.split.name(),
+        o.examples,
+        o.cache_hits,
+        o.generated
+    );
     println!(
         "valid answers {:.1}%, {:.2} intents/answer (exact {:.1}%, fuzzy {:.1}%, free {:.1}%), explicit {:.1}%, latent {:.1}%",
         100.0 * stats.parseable_rate(),
@@ -596,8 +606,19 @@ mod tests {
         let want = IntentsSpec::new("d".as_ref(), "c.tsv".as_ref(), Split::Test, "o".as_ref(), 50);
         assert_eq!(format!("{:?}", parsed.args.spec()), format!("{want:?}"));
         let replay = Command::parse_from([
-            "intents", "--data", "d", "--candidates", "c.tsv", "--out", "o", "--split", "train", "--k", "20",
-            "--replay", "items.tsv",
+            "intents",
+            "--data",
+            "d",
+            "--candidates",
+            "c.tsv",
+            "--out",
+            "o",
+            "--split",
+            "train",
+            "--k",
+            "20",
+            "--replay",
+            "items.tsv",
         ]);
         let spec = replay.args.spec();
         assert!(matches!(&spec.source, AnswerSource::Replay(p) if p.as_os_str() == "items.tsv"));

@@ -221,7 +221,8 @@ impl SplitEmbeddings {
         let mut tensors = candle_core::safetensors::load(path, &Device::Cpu)
             .with_context(|| format!("reading {}", path.display()))?;
         let mut take = |name: &str| -> Result<Vec<u32>> {
-            let t = tensors.remove(name).with_context(|| format!("{}: no tensor {name:?}", path.display()))?;
+            let t =
+                tensors.remove(name).with_context(|| format!("{}: no tensor {name:?}", path.display()))?;
             t.to_vec1().with_context(|| format!("{}: {name} must be a U32 vector", path.display()))
         };
         let (index, targets) = (take("index")?, take("target")?);

@@ -180,6 +180,9 @@ impl LayerNorm {
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let centred = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
         let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
-        centred.broadcast_div(&(var + self.eps)?.sqrt()?)?.broadcast_mul(&self.gain)?.broadcast_add(&self.bias)
+        centred
+            .broadcast_div(&(var + self.eps)?.sqrt()?)?
+            .broadcast_mul(&self.gain)?
+            .broadcast_add(&self.bias)
     }
 }

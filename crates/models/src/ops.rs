@@ -321,8 +321,10 @@ impl CustomOp2 for TargetAttention {
             }
         }
         if self.keep_weights {
-            *self.kept.lock().map_err(|_| candle_core::Error::Msg("target attention: poisoned lock".into()))? =
-                Some(beta);
+            *self
+                .kept
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("target attention: poisoned lock".into()))? = Some(beta);
         }
         Ok((CpuStorage::F32(out), Shape::from((rows, b))))
     }

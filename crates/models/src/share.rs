@@ -323,7 +323,8 @@ mod tests {
             .collect();
         let n_max = uniques.iter().map(Vec::len).max().unwrap();
         let min_s = |s: &[u32]| m.cfg.window.min(s.len());
-        let e_max = sessions.iter().map(|s| (1 + min_s(s)) * s.len() - (1 + min_s(s)) * min_s(s) / 2).max().unwrap();
+        let e_max =
+            sessions.iter().map(|s| (1 + min_s(s)) * s.len() - (1 + min_s(s)) * min_s(s) / 2).max().unwrap();
         let l_max = sessions.iter().map(|s| s.len()).max().unwrap();
         let scale = 1.0 / (d as f64).sqrt();
         let mut out = Vec::new();
@@ -342,14 +343,16 @@ mod tests {
             let ht = mat(ht, e_max, n_max);
             let mut items = nodes.clone();
             items.resize(n_max, 0);
-            let x0 = m.embedding.index_select(&Tensor::new(items.as_slice(), &Device::Cpu).unwrap(), 0).unwrap();
+            let x0 =
+                m.embedding.index_select(&Tensor::new(items.as_slice(), &Device::Cpu).unwrap(), 0).unwrap();
             let layer = |l: &HyperAttention, x: &Tensor| -> Tensor {
                 let x_att = x.matmul(&l.weight2).unwrap();
                 let v = l.transfer.as_ref().map_or(x.clone(), |w| x.matmul(w).unwrap());
                 let q1 = l.context.broadcast_as((e_max, d)).unwrap().affine(scale, 0.0).unwrap();
                 let a1 = masked_softmax(&q1.matmul(&x_att.t().unwrap()).unwrap(), &ht);
                 let edge = a1.matmul(&v).unwrap();
-                let logits = x_att.affine(scale, 0.0).unwrap().matmul(&edge.matmul(&l.weight3).unwrap().t().unwrap());
+                let logits =
+                    x_att.affine(scale, 0.0).unwrap().matmul(&edge.matmul(&l.weight3).unwrap().t().unwrap());
                 masked_softmax(&logits.unwrap(), &ht.t().unwrap()).matmul(&edge).unwrap()
             };
             let mut x = x0.clone();
@@ -364,12 +367,14 @@ mod tests {
             let key_mask: Vec<f32> = (0..l_max).map(|t| if t < pad { 0.0 } else { 1.0 }).collect();
             let key_mask = Tensor::new(key_mask.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
             let key_mask = key_mask.broadcast_as((l_max, l_max)).unwrap().contiguous().unwrap();
-            let q = m.w_q.forward(&m.attention_norm.forward(&z).unwrap()).unwrap().affine(scale, 0.0).unwrap();
+            let q =
+                m.w_q.forward(&m.attention_norm.forward(&z).unwrap()).unwrap().affine(scale, 0.0).unwrap();
             let k = m.w_k.forward(&z).unwrap();
             let v = m.w_v.forward(&z).unwrap();
             let attn = masked_softmax(&q.matmul(&k.t().unwrap()).unwrap(), &key_mask);
             let y = (m.w_out.forward(&attn.matmul(&v).unwrap()).unwrap() + &z).unwrap();
-            let ffn = m.ffn_2.forward(&m.ffn_1.forward(&m.ffn_norm.forward(&y).unwrap()).unwrap().relu().unwrap());
+            let ffn =
+                m.ffn_2.forward(&m.ffn_1.forward(&m.ffn_norm.forward(&y).unwrap()).unwrap().relu().unwrap());
             let y = (ffn.unwrap() + &y).unwrap();
             let ht_last = m.output_norm.forward(&y.narrow(0, l_max - 1, 1).unwrap()).unwrap();
             out.push(ht_last.flatten_all().unwrap().to_vec1().unwrap());

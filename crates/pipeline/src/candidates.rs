@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 use candle_core::Device;
 use dmsrec_data::{tsv, Dataset};
 use dmsrec_intent::candidates::{
-    coverage, read_candidates, top_k_candidates, write_candidates, BatchScorer, CandidateCoverage, DEFAULT_BATCH,
+    coverage, read_candidates, top_k_candidates, write_candidates, BatchScorer, CandidateCoverage,
+    DEFAULT_BATCH,
 };
 use dmsrec_train::checkpoint::{load_checkpoint, CheckpointConfig};
 use dmsrec_train::fusion::IntentFeatures;
@@ -39,12 +40,26 @@ pub struct CandidatesSpec {
 /// What the stage reports while it works.
 pub enum CandidatesEvent<'e> {
     /// A cross-fitting fold's backbone starts training.
-    Fold { fold: usize, folds: usize, train: usize, held_out: usize },
+    Fold {
+        fold: usize,
+        folds: usize,
+        train: usize,
+        held_out: usize,
+    },
     FoldTraining(RunEvent<'e>),
     /// A split's candidates are written.
-    Written { split: Split, k: usize, coverage: &'e CandidateCoverage, path: &'e Path },
+    Written {
+        split: Split,
+        k: usize,
+        coverage: &'e CandidateCoverage,
+        path: &'e Path,
+    },
     /// The `compare` file's coverage of the test split, and its mean overlap with ours.
-    Compared { path: &'e Path, coverage: &'e CandidateCoverage, overlap: f64 },
+    Compared {
+        path: &'e Path,
+        coverage: &'e CandidateCoverage,
+        overlap: f64,
+    },
 }
 
 /// Runs the candidate stage.
@@ -55,7 +70,9 @@ pub fn candidates(spec: &CandidatesSpec, on_event: &dyn Fn(CandidatesEvent)) -> 
     let ds = tsv::read_dataset(&dir).with_context(|| format!("reading {}", dir.display()))?;
     // A backbone + intents checkpoint ranks each example with its own intents.
     let intents = match &cfg.joint {
-        Some(record) => Some(crate::intents::load_split_intents(&record.intents, &ds, record.config.intents)?.0),
+        Some(record) => {
+            Some(crate::intents::load_split_intents(&record.intents, &ds, record.config.intents)?.0)
+        }
         None => None,
     };
     for &split in &spec.splits {
@@ -65,8 +82,15 @@ pub fn candidates(spec: &CandidatesSpec, on_event: &dyn Fn(CandidatesEvent)) -> 
             Split::Test => &i.test,
         });
         let cands = match (split, spec.crossfit) {
-            (Split::Train, Some(folds)) => crossfit_candidates(cfg, &dir, &ds, folds, spec.k, &spec.out, on_event)?,
-            _ => top_k_candidates(&mut scorer(loaded.model.as_ref(), split_intents), examples, spec.k, DEFAULT_BATCH)?,
+            (Split::Train, Some(folds)) => {
+                crossfit_candidates(cfg, &dir, &ds, folds, spec.k, &spec.out, on_event)?
+            }
+            _ => top_k_candidates(
+                &mut scorer(loaded.model.as_ref(), split_intents),
+                examples,
+                spec.k,
+                DEFAULT_BATCH,
+            )?,
         };
         let path = spec.out.join(format!("{}_candidates.tsv", split.name()));
         write_candidates(&path, &cands)?;

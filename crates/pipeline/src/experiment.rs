@@ -101,7 +101,12 @@ pub enum ExperimentEvent<'e> {
     Intents(IntentsEvent<'e>),
     IntentsDone(&'e IntentsOutcome),
     /// One training run of a variant, seed and protocol (the pre-training's variant is "pretrain").
-    Training { variant: &'e str, seed: u64, protocol: Protocol, event: RunEvent<'e> },
+    Training {
+        variant: &'e str,
+        seed: u64,
+        protocol: Protocol,
+        event: RunEvent<'e>,
+    },
 }
 
 /// A finished experiment: its Markdown report and where it and the results JSON were written.
@@ -282,8 +287,7 @@ impl<'a> Runner<'a> {
                     .map(|c| (c.to_string(), all.iter().map(|m| m.get(c)).sum::<f64>() / all.len() as f64))
                     .collect(),
             );
-            let outcome =
-                Outcome { metrics, ranks, chosen_epochs: chosen, epoch_s: median(&epoch_s) };
+            let outcome = Outcome { metrics, ranks, chosen_epochs: chosen, epoch_s: median(&epoch_s) };
             self.outcomes.insert((v.key.clone(), seeds, p.name()), outcome);
         }
         Ok(())
@@ -306,7 +310,9 @@ fn stages(a: &ExperimentSpec, ds: &Dataset, on_event: &dyn Fn(ExperimentEvent)) 
     let intents_dir = a.run.join("intents");
     let checkpoint = protocol_dir(&pretrain, Protocol::Valid);
     if !checkpoint.join("result.json").exists() {
-        on_event(ExperimentEvent::Stage("stage 1/3: pre-training the backbone (tuned recipe, valid protocol)"));
+        on_event(ExperimentEvent::Stage(
+            "stage 1/3: pre-training the backbone (tuned recipe, valid protocol)",
+        ));
         let model = ModelConfig::for_data(a.model, &DataShape::of(ds));
         let train = Recipe::Tuned.train_config(30, a.seed);
         let spec = RunSpec {
@@ -320,7 +326,12 @@ fn stages(a: &ExperimentSpec, ds: &Dataset, on_event: &dyn Fn(ExperimentEvent)) 
             device: &candle_core::Device::Cpu,
         };
         train_one(&spec, &|event| {
-            on_event(ExperimentEvent::Training { variant: "pretrain", seed: a.seed, protocol: Protocol::Valid, event })
+            on_event(ExperimentEvent::Training {
+                variant: "pretrain",
+                seed: a.seed,
+                protocol: Protocol::Valid,
+                event,
+            })
         })?;
     }
     let candidate_stage = |out: &Path, splits: Vec<Split>, crossfit: Option<usize>| CandidatesSpec {
@@ -334,7 +345,8 @@ fn stages(a: &ExperimentSpec, ds: &Dataset, on_event: &dyn Fn(ExperimentEvent)) 
     };
     let run_candidates =
         |spec: &CandidatesSpec| candidates(spec, &|e| on_event(ExperimentEvent::Candidates(e)));
-    if !candidates_dir.join("test_candidates.tsv").exists() || !candidates_dir.join("train_candidates.tsv").exists()
+    if !candidates_dir.join("test_candidates.tsv").exists()
+        || !candidates_dir.join("train_candidates.tsv").exists()
     {
         on_event(ExperimentEvent::Stage(&format!("stage 2/3: top-{} candidates", a.k)));
         run_candidates(&candidate_stage(&candidates_dir, vec![Split::Train, Split::Test], None))?;
@@ -362,7 +374,9 @@ fn stages(a: &ExperimentSpec, ds: &Dataset, on_event: &dyn Fn(ExperimentEvent)) 
     if let Some(folds) = a.crossfit {
         let crossfit_candidates = a.run.join("candidates-crossfit");
         if !crossfit_candidates.join("train_candidates.tsv").exists() {
-            on_event(ExperimentEvent::Stage(&format!("stage 2b: cross-fitted training candidates ({folds} folds)")));
+            on_event(ExperimentEvent::Stage(&format!(
+                "stage 2b: cross-fitted training candidates ({folds} folds)"
+            )));
             run_candidates(&candidate_stage(&crossfit_candidates, vec![Split::Train], Some(folds)))?;
         }
         let out = a.run.join("intents-crossfit");
@@ -384,8 +398,15 @@ pub fn experiment(a: &ExperimentSpec, on_event: &dyn Fn(ExperimentEvent)) -> Res
         (None, Some(_)) => Some(a.run.join("intents-crossfit")),
         (None, None) => None,
     };
-    let mut r =
-        Runner { a, on_event, ds, intents, crossfit_intents, features: HashMap::new(), outcomes: BTreeMap::new() };
+    let mut r = Runner {
+        a,
+        on_event,
+        ds,
+        intents,
+        crossfit_intents,
+        features: HashMap::new(),
+        outcomes: BTreeMap::new(),
+    };
     let a = r.a;
     let report_dir = a.report.clone().unwrap_or_else(|| a.run.join("report"));
     std::fs::create_dir_all(&report_dir)?;

@@ -143,7 +143,14 @@ impl IntentsSpec {
 #[derive(Debug)]
 pub enum IntentsEvent<'a> {
     /// Prompts are built and the backend is loaded.
-    Started { split: Split, k: usize, prompts: usize, already_answered: usize, model: &'a str, cache: &'a Path },
+    Started {
+        split: Split,
+        k: usize,
+        prompts: usize,
+        already_answered: usize,
+        model: &'a str,
+        cache: &'a Path,
+    },
     /// This many more prompts were answered by the backend (not the cache).
     Answered(usize),
     /// A chunk that needed the backend is stored.
@@ -575,7 +582,11 @@ pub fn load_intent_features(
     let SplitEmbeddings { embeddings: emb, index, targets } = SplitEmbeddings::read(&path)?;
     for (r, (&i, &target)) in index.iter().zip(&targets).enumerate() {
         let example = examples.get(i as usize).with_context(|| {
-            format!("{}: row {r} is example {i}, but the {split} split has {}", path.display(), examples.len())
+            format!(
+                "{}: row {r} is example {i}, but the {split} split has {}",
+                path.display(),
+                examples.len()
+            )
         })?;
         ensure!(
             example.target == target,

@@ -529,6 +529,9 @@ mod tests {
         assert!(!stored.contains_key("intent.fuse_session.weight"));
         let gce = authors_settings(ModelKind::Gcegnn);
         assert_eq!((gce.intent_dropout, gce.lambda, gce.fusion_frozen), (0.6, 0.7, true));
-        assert!(authors_settings(ModelKind::Share).projection_trained, "SHARE creates it before the optimizer");
+        assert!(
+            authors_settings(ModelKind::Share).projection_trained,
+            "SHARE creates it before the optimizer"
+        );
     }
 }
